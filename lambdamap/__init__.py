@@ -1,0 +1,98 @@
+"""lambdamap: run any Python function over many inputs on serverless workers.
+
+>>> import lambdamap
+>>> with lambdamap.local_executor(workers=2) as pwex:
+...     futures = pwex.map(lambda x: x * x, range(5))
+...     lambdamap.get_all_results(futures)
+[0, 1, 4, 9, 16]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from lambdamap.config import Config, load_config  # noqa: E402
+from lambdamap.errors import (  # noqa: E402
+    ConfigError,
+    DeploymentError,
+    ExecutorShutdownError,
+    InvocationError,
+    LambdaMapError,
+    ObjectNotFoundError,
+    PreflightError,
+    RemoteTraceback,
+    SerializationError,
+    StorageError,
+    TaskError,
+    TaskTimeoutError,
+    VersionMismatchError,
+    WorkerLostError,
+)
+from lambdamap.executor import Executor  # noqa: E402
+from lambdamap.future import (  # noqa: E402
+    ALL_COMPLETED,
+    ALWAYS,
+    ANY_COMPLETED,
+    CallStats,
+    Future,
+    get_all_results,
+    wait,
+)
+from lambdamap.shared import ObjectRef  # noqa: E402
+
+__all__ = [
+    "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "CallStats", "Config", "ConfigError", "DeploymentError", "Executor",
+    "ExecutorShutdownError", "Future", "InvocationError", "LambdaMapError", "ObjectNotFoundError", "ObjectRef",
+    "PreflightError", "RemoteTraceback", "SerializationError", "StorageError", "TaskError", "TaskTimeoutError",
+    "VersionMismatchError", "WorkerLostError", "__version__", "dask_executor", "default_executor",
+    "get_all_results", "lambda_executor", "load_config", "local_executor", "wait",
+]
+
+
+def default_executor(**overrides: Any) -> Executor:
+    """The executor the configuration names: explicit ``overrides`` > ``LAMBDAMAP_*`` environment variables > the
+    config file (``$LAMBDAMAP_CONFIG`` or ``~/.config/lambdamap/config.toml``) > the local backend.
+
+    ``overrides`` are :class:`Config` fields, e.g. ``default_executor(backend="lambda", bucket="b")``.
+    """
+    from lambdamap.backends import executor_from_config
+
+    return executor_from_config(load_config(**overrides))
+
+
+def local_executor(workers: int | None = None, *, storage_dir: str | None = None,
+                   progress: bool | None = None) -> Executor:
+    """An executor on a pool of ``workers`` local processes (default: the CPU count). Works offline.
+
+    Job objects go to ``storage_dir`` (default: a temporary folder removed at shutdown).
+    """
+    from lambdamap.backends import executor_from_config
+
+    return executor_from_config(Config(backend="local", workers=workers, storage_dir=storage_dir,
+                                       progress=progress))
+
+
+def lambda_executor(function_name: str = "lambdamap-runtime", bucket: str | None = None, region: str | None = None,
+                    **options: Any) -> Executor:
+    """An executor on AWS Lambda with S3 storage (needs ``pip install 'lambdamap[aws]'``).
+
+    ``options`` are further :class:`Config` fields: ``workers`` (invocations in flight), ``endpoint_url`` (an
+    S3-compatible store), ``lambda_endpoint_url``, ``prefix``.
+    """
+    from lambdamap.backends import executor_from_config
+
+    return executor_from_config(load_config(backend="lambda", function_name=function_name, bucket=bucket,
+                                            region=region, **options))
+
+
+def dask_executor(client_or_address: Any = None, **options: Any) -> Executor:
+    """An executor on a Dask ``distributed`` cluster (needs ``pip install 'lambdamap[dask]'``).
+
+    Pass a ``distributed.Client`` or a scheduler address. ``storage_dir`` must be shared by client and workers
+    (the default temporary folder is, when the cluster runs on this machine).
+    """
+    from lambdamap.invokers.dask import make_dask_executor
+
+    return make_dask_executor(client_or_address, **options)

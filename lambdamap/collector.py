@@ -1,0 +1,340 @@
+"""The collector: turns result records in storage into completed futures.
+
+One background thread per executor. Invokers report ``finished`` / ``lost`` through the thread-safe
+:class:`~lambdamap.invokers.base.InvocationSink` methods, which only enqueue; the thread reads the result record from
+storage and completes the invocation's futures. For invokers that cannot report completion (Lambda's asynchronous
+invoke) the thread lists each pending job's results prefix at an adaptive interval and treats an invocation whose
+record has not appeared by the invoker's ``completion_deadline`` as lost. Lost invocations are re-invoked while the
+job's ``retries`` allow, else their futures fail. Nothing waits forever: every started invocation ends in a record,
+a loss report, or a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdamap import keys
+from lambdamap.errors import (
+    ExecutorShutdownError,
+    ObjectNotFoundError,
+    RemoteTraceback,
+    TaskError,
+    TaskTimeoutError,
+    WorkerLostError,
+)
+from lambdamap.future import Future
+from lambdamap.invokers.base import Invoker
+from lambdamap.serialize import loads
+from lambdamap.storage.base import Storage
+from lambdamap.task import CallOutcome, ResultRecord, TaskSpec
+
+log = logging.getLogger("lambdamap")
+
+RETRYABLE = (WorkerLostError, TaskTimeoutError)
+POLL_MIN, POLL_MAX = 0.02, 2.0
+
+
+@dataclass(eq=False)
+class Invocation:
+    spec: TaskSpec
+    futures: list[Future]
+    job: JobState
+    retries_left: int
+    started_at: float | None = None
+    done: bool = False
+
+
+@dataclass(eq=False)
+class JobState:
+    job_id: str
+    prefix: str
+    keep: bool
+    invocations: dict[int, Invocation] = field(default_factory=dict)
+    pending: int = 0
+    calls: int = 0
+    submitted: float = field(default_factory=time.time)
+    finished: float | None = None
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    storage_requests: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)  # per-invocation facts for summaries
+    on_done: list[Callable[[JobState], None]] = field(default_factory=list)
+
+
+class Collector:
+    """Completes futures from result records; implements the invokers' sink."""
+
+    def __init__(self, storage: Storage, invoker: Invoker) -> None:
+        self.storage = storage
+        self.invoker = invoker
+        self._lock = threading.Lock()
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._jobs: dict[str, JobState] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="lambdamap-collector", daemon=True)
+        self._thread.start()
+
+    # -- registration (client thread) -------------------------------------------------------------------------
+    def register(self, job: JobState, invocations: list[Invocation]) -> None:
+        with self._lock:
+            if self._closed:
+                raise ExecutorShutdownError("the executor has been shut down; create a new one")
+            for inv in invocations:
+                job.invocations[inv.spec.invocation] = inv
+            job.pending = len(invocations)
+            job.calls = sum(len(inv.futures) for inv in invocations)
+            self._jobs[job.job_id] = job
+        if not invocations:
+            self._events.put(("job-empty", job))
+
+    def jobs(self) -> list[JobState]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    # -- sink (invoker threads) -------------------------------------------------------------------------------
+    def started(self, spec: TaskSpec) -> bool:
+        with self._lock:
+            inv = self._lookup(spec)
+            if inv is None:
+                return False
+            live = False
+            for fut in inv.futures:
+                if fut.running() or (not fut.done() and fut.set_running_or_notify_cancel()):
+                    live = True
+            if not live:
+                self._events.put(("all-cancelled", spec))
+                return False
+            inv.started_at = time.monotonic()
+            return True
+
+    def finished(self, spec: TaskSpec) -> None:
+        self._events.put(("finished", spec))
+
+    def lost(self, spec: TaskSpec, error: BaseException) -> None:
+        self._events.put(("lost", spec, error))
+
+    def _lookup(self, spec: TaskSpec) -> Invocation | None:
+        job = self._jobs.get(spec.job_id)
+        inv = job.invocations.get(spec.invocation) if job else None
+        if inv is None or inv.done or spec.attempt < inv.spec.attempt:
+            return None  # stale report of an earlier attempt, or already complete
+        return inv
+
+    # -- the collector thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        interval = POLL_MIN
+        while True:
+            polling = not self.invoker.notifies_completion and self._has_started_work()
+            try:
+                event = self._events.get(timeout=interval if polling else 1.0)
+            except queue.Empty:
+                event = None
+            if event is not None and event[0] == "stop":
+                return
+            try:
+                if event is not None:
+                    self._handle(event)
+                    interval = POLL_MIN
+                if polling and event is None:
+                    progressed = self._poll_storage()
+                    interval = POLL_MIN if progressed else min(POLL_MAX, interval * 1.5)
+                self._check_deadlines()
+            except Exception:  # the thread must survive anything, or futures would wait forever
+                log.exception("lambdamap collector error")
+
+    def _has_started_work(self) -> bool:
+        with self._lock:
+            return any(job.pending for job in self._jobs.values())
+
+    def _handle(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        if kind == "finished":
+            self._on_finished(event[1])
+        elif kind == "lost":
+            self._on_lost(event[1], event[2])
+        elif kind == "all-cancelled":
+            with self._lock:
+                inv = self._lookup(event[1])
+            if inv is not None:
+                self._complete_invocation(inv)
+        elif kind == "job-empty":
+            self._job_done(event[1])
+
+    def _on_finished(self, spec: TaskSpec) -> None:
+        with self._lock:
+            inv = self._lookup(spec)
+        if inv is None:
+            return
+        try:
+            data = self.storage.get(spec.result_key)
+        except ObjectNotFoundError:
+            self._on_lost(spec, WorkerLostError(f"the worker finished invocation {spec.invocation} of job "
+                                                f"{spec.job_id} but its result record is missing"))
+            return
+        self._apply_record(inv, ResultRecord.loads(data), len(data))
+
+    def _poll_storage(self) -> bool:
+        """List each job with started, unfinished invocations once; apply the records found."""
+        progressed = False
+        for job in self.jobs():
+            with self._lock:
+                waiting = {n: inv for n, inv in job.invocations.items() if not inv.done and inv.started_at}
+            if not waiting:
+                continue
+            job.storage_requests += 1
+            for key in self.storage.list(keys.results_prefix(job.prefix, job.job_id)):
+                inv = waiting.get(keys.invocation_from_result_key(key))
+                if inv is None or inv.done:
+                    continue
+                try:
+                    data = self.storage.get(key)
+                except ObjectNotFoundError:
+                    continue
+                job.storage_requests += 1
+                self._apply_record(inv, ResultRecord.loads(data), len(data))
+                progressed = True
+        return progressed
+
+    def _check_deadlines(self) -> None:
+        deadline = self.invoker.completion_deadline
+        if self.invoker.notifies_completion or deadline is None:
+            return
+        now = time.monotonic()
+        for job in self.jobs():
+            with self._lock:
+                late = [inv for inv in job.invocations.values()
+                        if not inv.done and inv.started_at is not None
+                        and now - inv.started_at > deadline + (inv.spec.timeout or 0)]
+            for inv in late:
+                self._on_lost(inv.spec, WorkerLostError(
+                    f"no result after {deadline + (inv.spec.timeout or 0):.0f} s: the invocation was lost (the worker "
+                    "may have run out of memory or time, or the event was dropped); see the function's logs"))
+
+    def _on_lost(self, spec: TaskSpec, error: BaseException) -> None:
+        with self._lock:
+            inv = self._lookup(spec)
+            retry = inv is not None and inv.retries_left > 0 and isinstance(error, RETRYABLE)
+            if retry:
+                inv.retries_left -= 1
+                inv.spec = spec.retry()
+                inv.started_at = None
+                for fut in inv.futures:
+                    fut.stats.attempts += 1
+        if inv is None:
+            return
+        if retry:
+            log.info("retrying invocation %s of job %s after: %s", spec.invocation, spec.job_id, error)
+            self.invoker.invoke([inv.spec])
+            return
+        for fut in inv.futures:
+            if not fut.done():
+                exc = type(error)(f"call {fut.call_id} of job {spec.job_id}: {error}") \
+                    if isinstance(error, RETRYABLE) else error
+                fut.stats.result_received = time.time()
+                fut.set_exception(exc)
+        self._complete_invocation(inv)
+
+    def _apply_record(self, inv: Invocation, record: ResultRecord, nbytes: int) -> None:
+        received = time.time()
+        inv.job.bytes_downloaded += nbytes
+        inv.job.storage_requests += 1
+        by_call = {o.call_id: o for o in record.outcomes}
+        setup_error = _rebuild_error(record.setup_error, record.setup_traceback, record.setup_error_type,
+                                     record.setup_error_message) if record.setup_error_type else None
+        for fut in inv.futures:
+            stats = fut.stats
+            stats.worker_start, stats.worker_id, stats.warm = record.worker_start, record.worker_id, record.warm
+            stats.peak_memory_bytes, stats.platform = record.peak_memory_bytes, record.platform
+            stats.result_received = received
+            outcome = by_call.get(fut.call_id)
+            if outcome is not None:
+                stats.function_start, stats.function_end = outcome.function_start, outcome.function_end
+            if fut.done():
+                continue  # cancelled
+            if outcome is not None:
+                _complete(fut, outcome)
+            elif setup_error is not None:
+                fut.set_exception(setup_error)
+            else:
+                fut.set_exception(WorkerLostError(f"call {fut.call_id} of job {inv.job.job_id}: the worker's "
+                                                  "record has no outcome for this call"))
+        inv.job.records.append({
+            "invocation": record.invocation, "attempt": record.attempt, "worker_id": record.worker_id,
+            "warm": record.warm, "worker_start": record.worker_start, "worker_end": record.worker_end,
+            "peak_memory_bytes": record.peak_memory_bytes, "platform": record.platform, "bytes": nbytes,
+            "extra": record.extra,
+        })
+        self._complete_invocation(inv)
+
+    def _complete_invocation(self, inv: Invocation) -> None:
+        with self._lock:
+            if inv.done:
+                return
+            inv.done = True
+            inv.job.pending -= 1
+            job_done = inv.job.pending == 0
+        if job_done:
+            self._job_done(inv.job)
+
+    def _job_done(self, job: JobState) -> None:
+        job.finished = time.time()
+        if not job.keep:
+            try:
+                self.storage.delete_prefix(keys.job_prefix(job.prefix, job.job_id))
+            except Exception:
+                log.warning("could not remove the objects of job %s", job.job_id, exc_info=True)
+        for callback in job.on_done:
+            try:
+                callback(job)
+            except Exception:
+                log.exception("job completion callback failed")
+
+    def close(self) -> None:
+        """Stop the thread; every future not yet done fails with :class:`ExecutorShutdownError`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._events.put(("stop",))
+        self._thread.join(timeout=10)
+        for job in self.jobs():
+            for inv in job.invocations.values():
+                for fut in inv.futures:
+                    if not fut.done() and not fut.cancel():
+                        fut.set_exception(ExecutorShutdownError(
+                            f"call {fut.call_id} of job {job.job_id} did not finish before the executor shut down"))
+
+
+def _rebuild_error(data: bytes | None, tb: str | None, type_name: str | None, message: str | None) -> BaseException:
+    try:
+        exc = loads(data) if data is not None else TaskError(f"{type_name}: {message}", type_name or "Exception")
+    except Exception as load_exc:  # the exception's class is unknown on the client
+        exc = TaskError(f"{type_name}: {message} (could not rebuild the remote exception: {load_exc})",
+                        type_name or "Exception")
+    if not isinstance(exc, BaseException):
+        exc = TaskError(f"{type_name}: {message}", type_name or "Exception")
+    if tb:
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+def _complete(fut: Future, outcome: CallOutcome) -> None:
+    if outcome.ok:
+        try:
+            fut.set_result(loads(outcome.value))
+        except Exception as exc:
+            from lambdamap.errors import SerializationError
+
+            err = SerializationError(f"the result of call {fut.call_id} cannot be unpickled on the client: "
+                                     f"{type(exc).__name__}: {exc}. Install the packages the result needs here")
+            err.__cause__ = exc
+            fut.set_exception(err)
+    else:
+        fut.set_exception(_rebuild_error(outcome.error, outcome.traceback, outcome.error_type,
+                                         outcome.error_message))

@@ -1,0 +1,271 @@
+"""The Executor: validates, serializes, stores and invokes; it orchestrates and nothing more.
+
+::
+
+    map(fn, iterable) ─▶ check options ─▶ pickle fn (once, content-addressed) + pickle calls per chunk
+        ─▶ Storage.put ─▶ Collector.register(futures) ─▶ Invoker.invoke(task specs) ─▶ futures returned
+
+Every check runs before anything is stored or invoked, so bad input never leaves a half-submitted job.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from lambdamap import keys
+from lambdamap.collector import Collector, Invocation, JobState
+from lambdamap.errors import ConfigError, ExecutorShutdownError
+from lambdamap.future import Future, get_all_results
+from lambdamap.invokers.base import Invoker
+from lambdamap.serialize import digest, dumps_calls, dumps_function, dumps_value
+from lambdamap.shared import ObjectRef, remember
+from lambdamap.storage.base import Storage
+from lambdamap.task import TaskSpec, client_versions
+
+T = TypeVar("T")
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+#: Invocations per unit of parallelism the automatic chunksize aims at (more = better balance, more overhead).
+CHUNKS_PER_WORKER = 4
+
+
+def _check_positive_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_env(extra_env: Any) -> dict[str, str] | None:
+    if extra_env is None:
+        return None
+    if not isinstance(extra_env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in extra_env.items()):
+        raise ConfigError("extra_env must be a dict of str to str, e.g. {'OMP_NUM_THREADS': '1'}")
+    return dict(extra_env)
+
+
+class Executor:
+    """Runs Python functions on workers of one backend. Build one with :func:`lambdamap.default_executor`,
+    :func:`lambdamap.local_executor`, :func:`lambdamap.lambda_executor` or :func:`lambdamap.dask_executor`.
+
+    Use it as a context manager, or call :meth:`shutdown` when done.
+    """
+
+    def __init__(self, storage: Storage, invoker: Invoker, *, prefix: str = keys.DEFAULT_PREFIX,
+                 progress: bool | None = None, on_shutdown: Callable[[], None] | None = None,
+                 backend: str = "custom") -> None:
+        self.storage = storage
+        self.invoker = invoker
+        self.prefix = prefix
+        self.progress = progress
+        self.backend = backend
+        self._on_shutdown = on_shutdown
+        self._blobs: set[str] = set()  # blob keys known to be in storage
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._versions = client_versions()
+        self._collector = Collector(storage, invoker)
+        invoker.start(self._collector)
+
+    # -- public API ---------------------------------------------------------------------------------------------
+    def map(self, fn: Callable[[Any], T], iterable: Iterable[Any], *, chunksize: int | None = None,
+            timeout: float | None = None, retries: int = 0, extra_env: dict[str, str] | None = None,
+            keep: bool = False) -> list[Future]:
+        """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers; return one future per call, in order.
+
+        ``chunksize`` calls run in one invocation (default: enough invocations to keep every worker busy a few
+        times over; 1 when ``timeout`` is set). ``timeout`` is the seconds one call may run before it fails with
+        :class:`TaskTimeoutError` (an invocation of k calls gets k times that). ``retries`` re-runs invocations
+        whose worker was lost or timed out (never a call whose function raised). ``extra_env`` sets environment
+        variables on the worker while the calls run. ``keep=True`` keeps the job's objects in storage.
+        """
+        if isinstance(iterable, (str, bytes)):
+            raise ConfigError("map() got a string as iterable: pass a list of inputs (wrap it: [text])")
+        try:
+            items = list(iterable)
+        except TypeError:
+            raise ConfigError(f"map() needs an iterable of inputs, got {type(iterable).__name__}") from None
+        return self._submit_job(fn, [((x,), {}) for x in items], chunksize=chunksize, timeout=timeout,
+                                retries=retries, extra_env=extra_env, keep=keep)
+
+    def call_async(self, fn: Callable[[Any], T], arg: Any, **options: Any) -> Future:
+        """PyWren style: run ``fn(arg)`` on a worker and return its future."""
+        return self._submit_job(fn, [((arg,), {})], **options)[0]
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future:
+        """``concurrent.futures`` style: run ``fn(*args, **kwargs)`` on a worker and return its future."""
+        return self._submit_job(fn, [(args, kwargs)])[0]
+
+    def map_reduce(self, map_fn: Callable[[Any], Any], iterable: Iterable[Any],
+                   reduce_fn: Callable[[list[Any]], T], **options: Any) -> Future:
+        """Map ``map_fn`` over ``iterable``, then run ``reduce_fn(list_of_results)`` on a worker.
+
+        Returns one future for the reduce; it fails with the first map failure if any call failed.
+        """
+        dumps_function(reduce_fn)  # check before any map call runs
+        map_futures = self.map(map_fn, iterable, **options)
+        outer = Future("map-reduce", 0, time.time())
+        outer.set_running_or_notify_cancel()
+        remaining = [len(map_futures)]
+        lock = threading.Lock()
+
+        def _chain(inner: Future) -> None:
+            if inner.cancelled():
+                outer.cancel()
+            elif inner.exception() is not None:
+                outer.set_exception(inner.exception())
+            else:
+                outer.stats = inner.stats
+                outer.set_result(inner.result())
+
+        def _map_done(_: Any) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            try:
+                results = [f.result() for f in map_futures]
+                self.submit(reduce_fn, results).add_done_callback(_chain)
+            except BaseException as exc:  # noqa: BLE001 - the first map failure is the reduce's failure
+                outer.set_exception(exc)
+
+        if not map_futures:
+            self.submit(reduce_fn, []).add_done_callback(_chain)
+        for fut in map_futures:
+            fut.add_done_callback(_map_done)
+        return outer
+
+    def put(self, obj: Any) -> ObjectRef[Any]:
+        """Store ``obj`` once (content-addressed) and return a small reference to pass to calls.
+
+        ``ref.get()`` inside a call loads it (once per warm worker). Putting the same object again stores nothing.
+        """
+        self._check_open()
+        data = dumps_value(obj)
+        key = self._put_blob(data)
+        remember(key, obj)
+        return ObjectRef(key, len(data))
+
+    def cleanup(self) -> None:
+        """Remove every object this executor's prefix holds in storage: jobs and cached blobs."""
+        self.storage.delete_prefix(keys.jobs_prefix(self.prefix))
+        self.storage.delete_prefix(keys.blobs_prefix(self.prefix))
+        with self._lock:
+            self._blobs.clear()
+
+    def jobs(self) -> list[JobState]:
+        """The jobs this executor ran or is running (for summaries)."""
+        return self._collector.jobs()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the executor. ``wait`` waits for submitted calls; ``cancel_futures`` cancels those not started.
+
+        Calls still unfinished after that fail with :class:`ExecutorShutdownError`; workers are stopped.
+        """
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+        pending = [f for job in self._collector.jobs() for inv in job.invocations.values() for f in inv.futures]
+        if cancel_futures:
+            for fut in pending:
+                fut.cancel()
+        if wait:
+            import concurrent.futures as cf
+
+            cf.wait(pending)
+        self.invoker.close()
+        self._collector.close()
+        if self._on_shutdown is not None:
+            self._on_shutdown()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
+
+    def __repr__(self) -> str:
+        return f"<lambdamap.Executor backend={self.backend} storage={self.storage.location()}>"
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise ExecutorShutdownError("this executor has been shut down; create a new one")
+
+    def _put_blob(self, data: bytes) -> str:
+        key = keys.blob_key(self.prefix, digest(data))
+        with self._lock:
+            known = key in self._blobs
+        if not known:
+            if not self.storage.exists(key):
+                self.storage.put(key, data)
+            with self._lock:
+                self._blobs.add(key)
+        return key
+
+    def _chunksize(self, n: int, chunksize: int | None, timeout: float | None) -> int:
+        if chunksize is not None:
+            return _check_count("chunksize", chunksize, 1)
+        if timeout is not None:
+            return 1
+        return max(1, math.ceil(n / (max(1, self.invoker.parallelism) * CHUNKS_PER_WORKER)))
+
+    def _submit_job(self, fn: Callable[..., Any], calls: Sequence[Call], *, chunksize: int | None = None,
+                    timeout: float | None = None, retries: int = 0, extra_env: dict[str, str] | None = None,
+                    keep: bool = False) -> list[Future]:
+        self._check_open()
+        if not callable(fn):
+            raise ConfigError(f"fn must be callable, got {type(fn).__name__} {fn!r}")
+        timeout = _check_positive_number("timeout", timeout)
+        retries = _check_count("retries", retries, 0)
+        extra_env = _check_env(extra_env)
+        if not isinstance(keep, bool):
+            raise ConfigError(f"keep must be True or False, got {keep!r}")
+        size = self._chunksize(len(calls), chunksize, timeout)
+
+        # Serialize everything before storing anything.
+        func_data = dumps_function(fn)
+        chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
+        payloads = [dumps_calls(chunk, n * size, extra_env) for n, chunk in enumerate(chunks)]
+
+        job_id = keys.new_job_id()
+        job = JobState(job_id=job_id, prefix=self.prefix, keep=keep)
+        func_key = self._put_blob(func_data)
+        submitted = time.time()
+        invocations = []
+        for n, (chunk, payload) in enumerate(zip(chunks, payloads)):
+            args_key = keys.args_key(self.prefix, job_id, n)
+            self.storage.put(args_key, payload)
+            job.bytes_uploaded += len(payload)
+            job.storage_requests += 1
+            spec = TaskSpec(
+                job_id=job_id, invocation=n, storage=self.storage.location(), func_key=func_key,
+                args_key=args_key, result_key=keys.result_key(self.prefix, job_id, n), call_start=n * size,
+                call_count=len(chunk), versions=self._versions,
+                timeout=None if timeout is None else timeout * len(chunk),
+            )
+            futures = [Future(job_id, n * size + i, submitted) for i in range(len(chunk))]
+            for fut in futures:
+                fut.stats.invocation = n
+            invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))
+        self._collector.register(job, invocations)
+        self.invoker.invoke([inv.spec for inv in invocations])
+        return [fut for inv in invocations for fut in inv.futures]
+
+    def get_all_results(self, futures: Sequence[Future], timeout: float | None = None) -> list[Any]:
+        """:func:`lambdamap.get_all_results` with this executor's progress setting."""
+        return get_all_results(futures, timeout=timeout, progress=self.progress)
+

@@ -1,0 +1,118 @@
+"""Futures of lambdamap calls, and the PyWren-style ``wait`` / ``get_all_results`` helpers.
+
+:class:`Future` is a real :class:`concurrent.futures.Future`: it is completed only through ``set_result`` /
+``set_exception`` by the executor's collector, so ``concurrent.futures.wait``, ``as_completed`` and every tool
+built on them work unchanged.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ALL_COMPLETED = cf.ALL_COMPLETED
+ANY_COMPLETED = cf.FIRST_COMPLETED
+FIRST_COMPLETED = cf.FIRST_COMPLETED
+ALWAYS = "ALWAYS"
+
+
+@dataclass(slots=True)
+class CallStats:
+    """Timestamps (``time.time()`` seconds) and facts about one call."""
+
+    submitted: float
+    invocation: int = -1
+    worker_start: float | None = None
+    function_start: float | None = None
+    function_end: float | None = None
+    result_received: float | None = None
+    worker_id: str | None = None
+    warm: bool | None = None
+    attempts: int = 1
+    peak_memory_bytes: int | None = None
+    platform: str | None = None
+
+    @property
+    def function_seconds(self) -> float | None:
+        if self.function_start is None or self.function_end is None:
+            return None
+        return self.function_end - self.function_start
+
+
+class Future(cf.Future):
+    """The future of one call: ``result()``, ``exception()``, ``done()``, ``cancel()`` and ``stats``."""
+
+    def __init__(self, job_id: str, call_id: int, submitted: float) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.call_id = call_id
+        self.stats = CallStats(submitted=submitted)
+
+    def __repr__(self) -> str:
+        return f"<lambdamap.Future job={self.job_id} call={self.call_id} state={self._state}>"
+
+
+def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
+    """A tqdm bar on a terminal (after one second), or None."""
+    if progress is False or total == 0:
+        return None
+    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="call", delay=0 if progress else 1.0, leave=False)
+
+
+def wait(
+    futures: Iterable[cf.Future],
+    return_when: str = ALL_COMPLETED,
+    timeout: float | None = None,
+    progress: bool | None = None,
+) -> tuple[set[cf.Future], set[cf.Future]]:
+    """Wait for ``futures``; return ``(done, not_done)`` like :func:`concurrent.futures.wait`.
+
+    ``return_when`` is ``ALL_COMPLETED``, ``ANY_COMPLETED`` or ``ALWAYS`` (return the current state at once).
+    ``progress`` shows a tqdm bar (default: only when stderr is a terminal and the wait lasts over a second).
+    """
+    futures = list(futures)
+    if return_when == ALWAYS:
+        done = {f for f in futures if f.done()}
+        return done, set(futures) - done
+    if return_when not in (ALL_COMPLETED, ANY_COMPLETED):
+        raise ValueError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED or ALWAYS, got {return_when!r}")
+    if return_when == ANY_COMPLETED:
+        done, not_done = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return set(done), set(not_done)
+    bar = _progress_bar(len(futures), progress, "lambdamap")
+    if bar is None:
+        done, not_done = cf.wait(futures, timeout=timeout)
+        return set(done), set(not_done)
+    try:
+        for _ in cf.as_completed(futures, timeout=timeout):
+            bar.update(1)
+    except cf.TimeoutError:
+        pass
+    finally:
+        bar.close()
+    done = {f for f in futures if f.done()}
+    return done, set(futures) - done
+
+
+def get_all_results(
+    futures: Sequence[cf.Future], timeout: float | None = None, progress: bool | None = None
+) -> list[Any]:
+    """Wait for every future and return their results in input order.
+
+    The first failed call's exception is raised (with the remote traceback as ``__cause__``). ``timeout`` bounds the
+    whole wait and raises :class:`TimeoutError` when it runs out.
+    """
+    futures = list(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    _, not_done = wait(futures, ALL_COMPLETED, timeout=timeout, progress=progress)
+    if not_done:
+        raise TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout} s")
+    return [f.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic())) for f in futures]

@@ -1,0 +1,51 @@
+"""The Invoker interface: start invocations of the generic worker, and say what became of them.
+
+An invoker only moves task specs to workers. Results never pass through it: the worker writes them to storage and
+the executor's collector reads them there. An invoker that learns when a worker finished or died (the local pool,
+Dask) tells the collector through the :class:`InvocationSink`; one that cannot (AWS Lambda's asynchronous invoke)
+sets ``notifies_completion = False`` and the collector polls storage instead, failing invocations whose result has
+not appeared by ``completion_deadline`` seconds after they started.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol
+
+from lambdamap.task import TaskSpec
+
+
+class InvocationSink(Protocol):
+    """What an invoker reports to; implemented by the executor's collector. All methods are thread-safe."""
+
+    def started(self, spec: TaskSpec) -> bool:
+        """Called just before an invocation is sent to a worker. False means every call of it was cancelled: skip it."""
+
+    def finished(self, spec: TaskSpec) -> None:
+        """The worker returned: its result record is in storage."""
+
+    def lost(self, spec: TaskSpec, error: BaseException) -> None:
+        """The invocation cannot finish (worker died, timed out, or the backend refused it); ``error`` says why."""
+
+
+class Invoker(ABC):
+    """Sends task specs to workers that run :func:`lambdamap.worker.run_task`."""
+
+    #: True when :meth:`InvocationSink.finished` is called for every invocation that completes.
+    notifies_completion: bool = True
+    #: Seconds after ``started`` after which a missing result record means the invocation was lost (poll mode only).
+    completion_deadline: float | None = None
+    #: How many invocations can run at once; used for the automatic chunksize.
+    parallelism: int = 1
+
+    @abstractmethod
+    def start(self, sink: InvocationSink) -> None:
+        """Attach the sink; called once by the executor before the first :meth:`invoke`."""
+
+    @abstractmethod
+    def invoke(self, specs: list[TaskSpec]) -> None:
+        """Queue these invocations; must not block on their completion."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop all workers and threads; invocations still running are reported lost. Idempotent."""

@@ -1,0 +1,253 @@
+"""The local backend's invoker: a persistent pool of warm worker processes, each running :func:`run_task`.
+
+Each worker has its own pipe, so the dispatcher always knows which invocation a worker is running. That is what lets
+a dead worker (SIGKILL, segfault, ``os._exit``, the OOM killer) fail exactly its own invocation, and a call past its
+timeout be stopped by killing only its worker; the dead worker is replaced and the pool stays usable. (A
+``ProcessPoolExecutor`` breaks as a whole when one worker dies, and ``multiprocessing.Pool`` loses the task.)
+
+The dispatcher thread blocks in :func:`multiprocessing.connection.wait` on the pipes, the process sentinels and a
+wake-up pipe: completions reach the collector without sleep-polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from lambdamap.errors import StorageError, TaskTimeoutError, WorkerLostError
+from lambdamap.invokers.base import InvocationSink, Invoker
+from lambdamap.task import TaskSpec
+
+log = logging.getLogger("lambdamap")
+
+
+def _worker_main(read_fd: int, write_fd: int) -> None:
+    """Body of a pool process: receive task specs (JSON), run them, report back on the other pipe."""
+    from lambdamap.worker import run_task
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle
+    inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    outbox.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = inbox.recv()
+        except (EOFError, OSError):
+            return  # the client went away
+        if message is None:
+            return
+        try:
+            run_task(message, platform="local")
+            outbox.send(("ok", None))
+        except BaseException as exc:  # noqa: BLE001 - e.g. storage full: the record could not be written
+            outbox.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is unresponsive"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: subprocess.Popen[bytes]
+    inbox: Connection  # client -> worker
+    conn: Connection  # worker -> client; EOF when the worker dies
+    spec: TaskSpec | None = None
+    deadline: float | None = None
+    ready: bool = False
+
+
+class LocalInvoker(Invoker):
+    """A pool of ``workers`` processes (default: the CPU count) started once and reused by every invocation."""
+
+    notifies_completion = True
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.parallelism = workers or os.cpu_count() or 1
+        self._sink: InvocationSink | None = None
+        self._queue: deque[TaskSpec] = deque()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._workers: list[_Worker] = []
+        self._thread: threading.Thread | None = None
+
+    # -- Invoker API --------------------------------------------------------------------------------------------
+    def start(self, sink: InvocationSink) -> None:
+        self._sink = sink
+        self._workers = [self._spawn() for _ in range(self.parallelism)]
+        self._thread = threading.Thread(target=self._dispatch, name="lambdamap-local-dispatch", daemon=True)
+        self._thread.start()
+
+    def invoke(self, specs: list[TaskSpec]) -> None:
+        with self._lock:
+            self._queue.extend(specs)
+        self._wake()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for worker in self._workers:
+            self._stop(worker)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (for tests and diagnostics)."""
+        return [w.process.pid for w in self._workers]
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _spawn(self) -> _Worker:
+        # A fresh interpreter per *worker* (not per call), talking over two dedicated pipes. Unlike
+        # multiprocessing's spawn/forkserver it never re-imports the user's __main__, so scripts without an
+        # `if __name__ == "__main__"` guard work; functions arrive by cloudpickle anyway.
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", f"from lambdamap.invokers.local import _worker_main; "
+                                       f"_worker_main({to_worker_r}, {from_worker_w})"],
+                pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL, env=env, close_fds=True,
+            )
+        finally:
+            os.close(to_worker_r)
+            os.close(from_worker_w)
+        return _Worker(process=process, inbox=Connection(to_worker_w, readable=False),
+                       conn=Connection(from_worker_r, writable=False))
+
+    def _stop(self, worker: _Worker) -> None:
+        try:
+            worker.inbox.send(None)
+        except (OSError, ValueError):
+            pass
+        try:
+            worker.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait(timeout=5)
+        worker.inbox.close()
+        worker.conn.close()
+
+    def _assign(self) -> None:
+        assert self._sink is not None
+        for worker in self._workers:
+            if worker.spec is not None or not worker.ready:
+                continue
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        return
+                    spec = self._queue.popleft()
+                if self._sink.started(spec):
+                    break
+            worker.spec = spec
+            worker.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+            try:
+                worker.inbox.send(spec.to_json())
+            except (OSError, ValueError):
+                pass  # the worker is dead: its pipe's EOF reports the invocation lost
+
+    def _dispatch(self) -> None:
+        while not self._closed:
+            self._assign()
+            deadlines = [w.deadline for w in self._workers if w.deadline is not None]
+            timeout = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
+            ready = set(wait([self._wake_r, *(w.conn for w in self._workers)], timeout))
+            if self._wake_r in ready:
+                os.read(self._wake_r, 65536)
+            for i, worker in enumerate(self._workers):
+                if worker.conn in ready:
+                    self._receive(i, worker)
+            now = time.monotonic()
+            for i, worker in enumerate(self._workers):
+                if worker.spec is not None and worker.deadline is not None and worker.deadline <= now:
+                    spec = worker.spec
+                    worker.process.kill()
+                    self._replace(i, worker, TaskTimeoutError(
+                        f"timed out after {spec.timeout:g} s (invocation {spec.invocation}, "
+                        f"{spec.call_count} call(s)); its worker process {worker.process.pid} was stopped"))
+
+    def _receive(self, index: int, worker: _Worker) -> None:
+        assert self._sink is not None
+        try:
+            status, message = worker.conn.recv()
+        except (EOFError, OSError):
+            self._replace(index, worker, None)  # the worker died
+            return
+        if status == "ready":
+            worker.ready = True
+            return
+        spec, worker.spec, worker.deadline = worker.spec, None, None
+        if spec is None:
+            return
+        if status == "ok":
+            self._sink.finished(spec)
+        else:
+            self._sink.lost(spec, StorageError(f"the worker could not write the result of invocation "
+                                               f"{spec.invocation}: {message}"))
+
+    def _replace(self, index: int, worker: _Worker, error: BaseException | None) -> None:
+        """Worker ``index`` is gone (or being stopped): report its invocation and start a fresh process."""
+        assert self._sink is not None
+        try:
+            code = worker.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            code = worker.process.wait()
+        spec = worker.spec
+        if spec is not None:
+            if error is None:
+                error = WorkerLostError(f"worker process {worker.process.pid} {_describe_exit(code)} while running "
+                                        f"invocation {spec.invocation}")
+            self._sink.lost(spec, error)
+        worker.inbox.close()
+        worker.conn.close()
+        if not self._closed:
+            self._workers[index] = self._spawn()
+
+def make_executor(config: Any) -> Any:
+    """Build the local executor from a :class:`~lambdamap.config.Config`."""
+    import shutil
+    import tempfile
+
+    from lambdamap.executor import Executor
+    from lambdamap.storage.local import LocalStorage
+
+    owned = config.storage_dir is None
+    root = tempfile.mkdtemp(prefix="lambdamap-") if owned else config.storage_dir
+    return Executor(
+        LocalStorage(root), LocalInvoker(config.workers), prefix=config.prefix, progress=config.progress,
+        on_shutdown=(lambda: shutil.rmtree(root, ignore_errors=True)) if owned else None, backend="local",
+    )

@@ -1,0 +1,74 @@
+"""The storage key layout, as pure functions.
+
+Everything lambdamap stores lives under one prefix (default ``lambdamap``), so that an IAM policy or a lifecycle
+rule can be scoped to it::
+
+    {prefix}/blobs/{sha256}.pkl                 content-addressed: functions and shared objects (reused by jobs)
+    {prefix}/jobs/{job_id}/args/{inv:06d}.pkl   the pickled calls of one invocation
+    {prefix}/jobs/{job_id}/results/{inv:06d}.pkl  the result record of one invocation
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+DEFAULT_PREFIX = "lambdamap"
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def new_job_id() -> str:
+    """A unique, sortable job id: UTC time plus random hex."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+def _check_job_id(job_id: str) -> str:
+    if not _JOB_ID.match(job_id):
+        raise ValueError(f"invalid job id {job_id!r}: use 1-64 letters, digits, '_', '.' or '-'")
+    return job_id
+
+
+def blob_key(prefix: str, digest: str) -> str:
+    return f"{prefix}/blobs/{digest}.pkl"
+
+
+def blobs_prefix(prefix: str) -> str:
+    return f"{prefix}/blobs/"
+
+
+def jobs_prefix(prefix: str) -> str:
+    return f"{prefix}/jobs/"
+
+
+def job_prefix(prefix: str, job_id: str) -> str:
+    return f"{prefix}/jobs/{_check_job_id(job_id)}/"
+
+
+def args_key(prefix: str, job_id: str, invocation: int) -> str:
+    return f"{job_prefix(prefix, job_id)}args/{invocation:06d}.pkl"
+
+
+def results_prefix(prefix: str, job_id: str) -> str:
+    return f"{job_prefix(prefix, job_id)}results/"
+
+
+def result_key(prefix: str, job_id: str, invocation: int) -> str:
+    return f"{results_prefix(prefix, job_id)}{invocation:06d}.pkl"
+
+
+def invocation_from_result_key(key: str) -> int:
+    """Inverse of :func:`result_key` for the invocation number."""
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(".pkl"):
+        raise ValueError(f"not a result key: {key!r}")
+    return int(name[: -len(".pkl")])
+
+
+def job_id_from_key(key: str) -> str | None:
+    """The job id a key under ``{prefix}/jobs/`` belongs to, else None."""
+    parts = key.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == "jobs" and i + 1 < len(parts) - 1:
+            return parts[i + 1]
+    return None

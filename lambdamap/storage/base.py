@@ -1,0 +1,83 @@
+"""The Storage interface and the registry that rebuilds a storage from its location on a worker."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+from lambdamap.errors import ObjectNotFoundError, StorageError
+
+
+class Storage(ABC):
+    """A flat key/value object store (keys are ``/``-separated strings, values bytes).
+
+    Implementations must make :meth:`put` atomic (a reader sees the old object, the new one, or none; never part of
+    one) and safe to repeat, because workers may write the same result twice.
+    """
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing any object there."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the object under ``key``; raise :class:`ObjectNotFoundError` if there is none."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """All keys that start with ``prefix``, sorted."""
+
+    @abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete the given keys; missing keys are ignored."""
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object."""
+        try:
+            self.get(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix``."""
+        self.delete(self.list(prefix))
+
+    @abstractmethod
+    def location(self) -> dict[str, str]:
+        """A small JSON-able description from which a worker rebuilds this storage (no credentials)."""
+
+
+# kind -> (module, class, install hint). Imported lazily so `import lambdamap` needs no boto3.
+_STORAGE_KINDS: dict[str, tuple[str, str, str | None]] = {
+    "local": ("lambdamap.storage.local", "LocalStorage", None),
+    "s3": ("lambdamap.storage.s3", "S3Storage", "pip install 'lambdamap[aws]'"),
+}
+
+_worker_storages: dict[tuple[tuple[str, str], ...], Storage] = {}
+
+
+def register_storage(kind: str, module: str, cls: str, install_hint: str | None = None) -> None:
+    """Register a storage kind so that workers can rebuild it from :meth:`Storage.location`."""
+    _STORAGE_KINDS[kind] = (module, cls, install_hint)
+
+
+def storage_from_location(location: dict[str, str]) -> Storage:
+    """Rebuild (and cache, per process) the storage a task spec names."""
+    cache_key = tuple(sorted(location.items()))
+    cached = _worker_storages.get(cache_key)
+    if cached is not None:
+        return cached
+    kind = location.get("kind")
+    if kind not in _STORAGE_KINDS:
+        raise StorageError(f"unknown storage kind {kind!r}; known kinds: {sorted(_STORAGE_KINDS)}")
+    module_name, cls_name, hint = _STORAGE_KINDS[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StorageError(f"storage kind {kind!r} needs an optional dependency ({exc}); {hint}") from exc
+    cls = getattr(module, cls_name)
+    storage = cls.from_location(location)
+    _worker_storages[cache_key] = storage
+    return storage

@@ -1,0 +1,151 @@
+"""The generic worker runtime: :func:`run_task` is the one entry point every backend calls.
+
+It loads the function and the invocation's calls from storage, runs them, and *always* writes a result record (values,
+or exceptions with formatted tracebacks, plus timings and memory) in a ``finally``. It never raises the user's
+exceptions to the platform, so a platform that retries failed invocations (Lambda's asynchronous invoke) does not
+re-run a call whose function raised. Platform handlers (the local pool, Lambda, Dask) are a few lines over it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform as _platform
+import resource
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from lambdamap.errors import SerializationError, VersionMismatchError
+from lambdamap.serialize import dumps_exception, dumps_value, loads
+from lambdamap.shared import using_storage
+from lambdamap.storage.base import Storage, storage_from_location
+from lambdamap.task import CallOutcome, ResultRecord, TaskSpec, client_versions
+
+_invocations_served = 0
+_served_lock = threading.Lock()
+_functions: OrderedDict[str, Any] = OrderedDict()  # func_key -> function; warm workers skip the download
+_FUNCTION_CACHE = 32
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def peak_memory_bytes() -> int:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if _platform.system() == "Darwin" else rss * 1024
+
+
+def check_versions(spec: TaskSpec, runtime: dict[str, str]) -> None:
+    """Refuse to unpickle with a Python minor or cloudpickle version other than the client's."""
+    problems = [
+        f"{name}: client {spec.versions.get(name)!r}, runtime {runtime[name]!r}"
+        for name in ("python", "cloudpickle")
+        if spec.versions.get(name) != runtime[name]
+    ]
+    if problems:
+        raise VersionMismatchError(
+            "the worker runtime does not match the client (" + "; ".join(problems) + "). Pickles only load reliably "
+            "with the same Python minor version and cloudpickle version: rebuild the runtime for the client "
+            f"(`lambdamap runtime build --python {spec.versions.get('python')}` and `lambdamap deploy`) or install "
+            f"cloudpickle=={runtime['cloudpickle']} on the client and use Python {runtime['python']}"
+        )
+
+
+def _load_function(storage: Storage, key: str) -> Any:
+    fn = _functions.get(key)
+    if fn is None:
+        fn = loads(storage.get(key))
+        _functions[key] = fn
+        while len(_functions) > _FUNCTION_CACHE:
+            _functions.popitem(last=False)
+    return fn
+
+
+@contextlib.contextmanager
+def _environment(extra_env: dict[str, str] | None) -> Iterator[None]:
+    if not extra_env:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in extra_env}
+    os.environ.update(extra_env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_call(fn: Any, call_id: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallOutcome:
+    outcome = CallOutcome(call_id=call_id, function_start=time.time())
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results too
+        outcome.function_end = time.time()
+        outcome.error, outcome.traceback = dumps_exception(exc)
+        outcome.error_type, outcome.error_message = type(exc).__qualname__, str(exc)
+        return outcome
+    outcome.function_end = time.time()
+    try:
+        outcome.value = dumps_value(value)
+    except Exception as exc:
+        err = SerializationError(
+            f"the return value of call {call_id} (type {type(value).__name__}) cannot be pickled: "
+            f"{type(exc).__name__}: {exc}. Return plain data instead of live resources"
+        )
+        outcome.error, outcome.traceback = dumps_exception(err)
+        outcome.error_type, outcome.error_message = "SerializationError", str(err)
+    return outcome
+
+
+def run_task(
+    spec: TaskSpec | dict[str, Any] | str,
+    *,
+    storage: Storage | None = None,
+    platform: str = "local",
+    extra: dict[str, Any] | None = None,
+) -> ResultRecord:
+    """Run one invocation and write its result record to storage; return the record.
+
+    ``spec`` may be a :class:`TaskSpec`, its dict or its JSON. ``storage`` defaults to the one the spec names.
+    ``extra`` lands in ``record.extra`` (platform facts such as the Lambda request id or cold start).
+    If the same result already exists (a repeated delivery), the calls are not run again.
+    """
+    global _invocations_served
+    if not isinstance(spec, TaskSpec):
+        spec = TaskSpec.from_json(spec) if isinstance(spec, (str, bytes)) else TaskSpec.from_dict(spec)
+    with _served_lock:
+        warm = _invocations_served > 0
+        _invocations_served += 1
+    runtime = client_versions()
+    record = ResultRecord(
+        job_id=spec.job_id, invocation=spec.invocation, attempt=spec.attempt, worker_id=worker_id(), warm=warm,
+        worker_start=time.time(), runtime_versions=runtime, platform=platform, extra=dict(extra or {}),
+    )
+    storage = storage or storage_from_location(spec.storage)
+    if storage.exists(spec.result_key):  # a repeated delivery: the first one's record stands
+        return ResultRecord.loads(storage.get(spec.result_key))
+    try:
+        check_versions(spec, runtime)
+        fn = _load_function(storage, spec.func_key)
+        payload = loads(storage.get(spec.args_key))
+        calls, extra_env = payload["calls"], payload.get("env")
+        with using_storage(storage), _environment(extra_env):
+            for call_id, (args, kwargs) in zip(spec.call_ids, calls):
+                record.outcomes.append(_run_call(fn, call_id, args, kwargs))
+    except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
+        record.setup_error, record.setup_traceback = dumps_exception(exc)
+        record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)
+    finally:
+        record.worker_end = time.time()
+        record.peak_memory_bytes = peak_memory_bytes()
+        storage.put(spec.result_key, record.dumps())
+    return record
