@@ -11,6 +11,7 @@ a loss report, or a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -105,7 +106,13 @@ class Collector:
                 return False
             live = False
             for fut in inv.futures:
-                if fut.running() or (not fut.done() and fut.set_running_or_notify_cancel()):
+                if fut.running():
+                    live = True
+                elif fut.cancelled():
+                    # CANCELLED -> CANCELLED_AND_NOTIFIED: only this wakes cf.wait / as_completed waiters.
+                    with contextlib.suppress(RuntimeError):  # already notified
+                        fut.set_running_or_notify_cancel()
+                elif not fut.done() and fut.set_running_or_notify_cancel():
                     live = True
             if not live:
                 self._events.put(("all-cancelled", spec))
@@ -241,6 +248,13 @@ class Collector:
         self._complete_invocation(inv)
 
     def _apply_record(self, inv: Invocation, record: ResultRecord, nbytes: int) -> None:
+        timed_out = [o for o in record.outcomes if o.error_type == TaskTimeoutError.__qualname__]
+        if timed_out and inv.retries_left > 0:
+            # A call hit its timeout inside the worker: re-run the invocation like a lost one. The record goes
+            # first, or the retry would find it and skip the work.
+            self.storage.delete([inv.spec.result_key])
+            self._on_lost(inv.spec, TaskTimeoutError(f"call {timed_out[0].call_id} timed out"))
+            return
         received = time.time()
         inv.job.bytes_downloaded += nbytes
         inv.job.storage_requests += 1

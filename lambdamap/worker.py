@@ -12,6 +12,7 @@ import contextlib
 import os
 import platform as _platform
 import resource
+import signal
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from lambdamap.errors import SerializationError, VersionMismatchError
+from lambdamap.errors import SerializationError, TaskTimeoutError, VersionMismatchError
 from lambdamap.serialize import dumps_exception, dumps_value, loads
 from lambdamap.shared import using_storage
 from lambdamap.storage.base import Storage, storage_from_location
@@ -84,10 +85,32 @@ def _environment(extra_env: dict[str, str] | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _run_call(fn: Any, call_id: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallOutcome:
+@contextlib.contextmanager
+def _soft_timeout(seconds: float | None, call_id: int) -> Iterator[None]:
+    """Raise TaskTimeoutError inside the call after ``seconds`` (main thread only; invokers that can also kill the
+    worker do so a little later, for code that never returns to the interpreter)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expired(signum: int, frame: Any) -> None:
+        raise TaskTimeoutError(f"call {call_id} timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_call(fn: Any, call_id: int, args: tuple[Any, ...], kwargs: dict[str, Any],
+              timeout: float | None = None) -> CallOutcome:
     outcome = CallOutcome(call_id=call_id, function_start=time.time())
     try:
-        value = fn(*args, **kwargs)
+        with _soft_timeout(timeout, call_id):
+            value = fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results too
         outcome.function_end = time.time()
         outcome.error, outcome.traceback = dumps_exception(exc)
@@ -131,21 +154,25 @@ def run_task(
         worker_start=time.time(), runtime_versions=runtime, platform=platform, extra=dict(extra or {}),
     )
     storage = storage or storage_from_location(spec.storage)
-    if storage.exists(spec.result_key):  # a repeated delivery: the first one's record stands
-        return ResultRecord.loads(storage.get(spec.result_key))
+    duplicate = None
     try:
+        if storage.exists(spec.result_key):  # a repeated delivery: the first one's record stands
+            duplicate = ResultRecord.loads(storage.get(spec.result_key))
+            return duplicate
         check_versions(spec, runtime)
         fn = _load_function(storage, spec.func_key)
         payload = loads(storage.get(spec.args_key))
         calls, extra_env = payload["calls"], payload.get("env")
         with using_storage(storage), _environment(extra_env):
+            per_call = None if spec.timeout is None else spec.timeout / max(1, spec.call_count)
             for call_id, (args, kwargs) in zip(spec.call_ids, calls):
-                record.outcomes.append(_run_call(fn, call_id, args, kwargs))
+                record.outcomes.append(_run_call(fn, call_id, args, kwargs, per_call))
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
         record.setup_error, record.setup_traceback = dumps_exception(exc)
         record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)
     finally:
-        record.worker_end = time.time()
-        record.peak_memory_bytes = peak_memory_bytes()
-        storage.put(spec.result_key, record.dumps())
+        if duplicate is None:
+            record.worker_end = time.time()
+            record.peak_memory_bytes = peak_memory_bytes()
+            storage.put(spec.result_key, record.dumps())
     return record

@@ -28,6 +28,7 @@ from lambdamap.invokers.base import InvocationSink, Invoker
 from lambdamap.task import TaskSpec
 
 log = logging.getLogger("lambdamap")
+KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
 
 
 def _worker_main(read_fd: int, write_fd: int) -> None:
@@ -173,7 +174,8 @@ class LocalInvoker(Invoker):
                 if self._sink.started(spec):
                     break
             worker.spec = spec
-            worker.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+            # The worker raises TaskTimeoutError itself at spec.timeout; the kill is for code that never yields.
+            worker.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout + KILL_GRACE
             try:
                 worker.inbox.send(spec.to_json())
             except (OSError, ValueError):

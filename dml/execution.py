@@ -1,0 +1,132 @@
+"""Running nuisance tasks on a lambdamap executor: the shared default executor, batching, waiting, and the stats.
+
+``executor=None`` in :func:`dml.fit_plr` / :func:`dml.fit_irm` means :func:`shared_executor`: one
+``lambdamap.default_executor()`` created on first use, cached for the process (so repeated fits reuse warm workers
+and the data they already loaded) and shut down at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import functools
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import lambdamap
+from dml.tasks import NuisanceTask, TaskInputs, run
+
+#: Invocations per unit of the backend's parallelism a stage aims at: several, so that a slow invocation does not
+#: leave the other workers idle at the end, yet each invocation fits several learners (one data load, one start-up).
+INVOCATIONS_PER_WORKER = 4
+#: Lost or timed-out invocations are re-run this often; tasks are pure, so re-running one is always safe.
+RETRIES = 2
+
+# AWS Lambda list prices (us-east-1, x86): per GB-second of billed duration and per request.
+LAMBDA_USD_PER_GB_SECOND = 0.0000166667
+LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
+
+_shared: lambdamap.Executor | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_executor() -> lambdamap.Executor:
+    """The process-wide default executor (``lambdamap.default_executor()``), created on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = lambdamap.default_executor()
+            atexit.register(_shutdown_shared)
+        return _shared
+
+
+def _shutdown_shared() -> None:
+    global _shared
+    with _shared_lock:
+        executor, _shared = _shared, None
+    if executor is not None:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def chunksize(n_tasks: int, parallelism: int) -> int:
+    """Tasks per invocation: about :data:`INVOCATIONS_PER_WORKER` invocations per worker."""
+    return max(1, math.ceil(n_tasks / (max(1, parallelism) * INVOCATIONS_PER_WORKER)))
+
+
+def submit_stage(executor: lambdamap.Executor, tasks: Sequence[NuisanceTask],
+                 inputs: TaskInputs) -> list[lambdamap.Future]:
+    """Start one map over ``tasks``; the function carries only the refs in ``inputs``."""
+    fn = functools.partial(run, inputs=inputs)
+    size = chunksize(len(tasks), executor.invoker.parallelism)
+    return executor.map(fn, list(tasks), chunksize=size, retries=RETRIES)
+
+
+def gather(tasks: Sequence[NuisanceTask], futures: Sequence[lambdamap.Future]) -> list[np.ndarray]:
+    """Wait for every task; on the first failure cancel the rest and raise it, naming the task.
+
+    The wait ends: the executor completes every started invocation with a result, a lost-worker error or a timeout.
+    """
+    done, not_done = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+    for task, fut in zip(tasks, futures, strict=True):
+        if fut in done and not fut.cancelled() and fut.exception() is not None:
+            for other in not_done:
+                other.cancel()
+            exc = fut.exception()
+            exc.add_note(f"dml: raised while fitting {task.describe()}")
+            raise exc
+    return [fut.result() for fut in futures]
+
+
+@dataclass(frozen=True)
+class FitStats:
+    """What the fit's maps did.
+
+    ``tasks``: nuisance fits; ``invocations``: worker invocations they were batched into; ``stages``: maps run one
+    after the other (2 for IV-type); ``workers``: distinct worker processes used; ``wall_seconds``: the whole fit on
+    the client; ``task_seconds``: the summed time of the fits on the workers; ``cost_usd``: the estimated AWS Lambda
+    cost (None on other backends).
+    """
+
+    backend: str
+    tasks: int
+    invocations: int
+    stages: int
+    workers: int
+    wall_seconds: float
+    task_seconds: float
+    cost_usd: float | None = None
+
+
+def lambda_cost_usd(billed_seconds: Sequence[float], memory_mb: float) -> float:
+    """AWS Lambda's cost of invocations with these durations at ``memory_mb`` (list prices, no free tier)."""
+    gb_seconds = sum(billed_seconds) * memory_mb / 1024
+    return gb_seconds * LAMBDA_USD_PER_GB_SECOND + len(billed_seconds) * LAMBDA_USD_PER_REQUEST
+
+
+def _cost(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future]) -> float | None:
+    memory_mb = getattr(executor.invoker, "memory_mb", None)
+    if executor.backend != "lambda" or memory_mb is None:
+        return None
+    job_ids = {f.job_id for f in futures}
+    durations = [record["worker_end"] - record["worker_start"] for job in executor.jobs() if job.job_id in job_ids
+                 for record in job.records if record.get("worker_end") is not None]
+    return lambda_cost_usd(durations, memory_mb)
+
+
+def fit_stats(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future], stages: int,
+              wall_seconds: float) -> FitStats:
+    stats = [f.stats for f in futures]
+    return FitStats(
+        backend=executor.backend,
+        tasks=len(futures),
+        invocations=len({(f.job_id, s.invocation) for f, s in zip(futures, stats, strict=True)}),
+        stages=stages,
+        workers=len({s.worker_id for s in stats if s.worker_id is not None}),
+        wall_seconds=wall_seconds,
+        task_seconds=float(sum(s.function_seconds or 0.0 for s in stats)),
+        cost_usd=_cost(executor, futures),
+    )

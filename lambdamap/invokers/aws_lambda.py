@@ -1,0 +1,273 @@
+"""The AWS Lambda backend: asynchronous invocations of the generic runtime, data in S3.
+
+::
+
+    invoke(specs) ─▶ check every payload (1 MB async limit) ─▶ bounded thread pool (max_workers calls in flight)
+        ─▶ lambda:Invoke(InvocationType="Event", Payload=spec JSON) ─┬▶ 202: the collector polls S3 for the record
+                                                                      ├▶ 429 / throttling: backoff, jitter, again
+                                                                      └▶ other errors: the futures fail with it
+
+Lambda's asynchronous invoke does not say when a worker finished, so ``notifies_completion`` is False: the
+executor's collector lists the job's results prefix and treats an invocation with no record after the function's
+timeout plus a margin as lost. Before the first job, :meth:`LambdaInvoker.preflight` checks credentials, region,
+the function and the bucket, and raises one :class:`~lambdamap.errors.PreflightError` listing what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lambdamap.errors import ConfigError, InvocationError, PreflightError
+from lambdamap.invokers.base import InvocationSink, Invoker
+from lambdamap.task import TaskSpec
+
+try:
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config as BotoConfig
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(f"the Lambda backend needs boto3 ({exc}): pip install 'lambdamap[aws]'") from exc
+
+log = logging.getLogger("lambdamap")
+
+#: AWS's limit for an asynchronous (Event) invocation payload.
+ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+#: Error codes that mean "not now": retried with backoff until ``throttle_timeout``, never dropped.
+THROTTLING_CODES = frozenset({
+    "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
+    "SlowDown", "EC2ThrottledException",
+    # The function is being created or updated: it accepts invocations again in a moment.
+    "ResourceConflictException",
+})
+DEFAULT_MAX_WORKERS = 100
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _error_text(exc: botocore.exceptions.ClientError) -> str:
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code', 'error')}: {error.get('Message') or exc}"
+
+
+class LambdaInvoker(Invoker):
+    """Invokes ``function_name`` asynchronously with each task spec as the event.
+
+    ``max_workers`` caps Invoke calls in flight (and is the parallelism the automatic chunksize plans for).
+    ``completion_margin`` is added to the function's timeout before a missing result counts as lost.
+    ``throttle_timeout`` bounds how long one invocation is retried while Lambda throttles. ``storage``, if given
+    (an :class:`~lambdamap.storage.s3.S3Storage`), has its bucket checked by :meth:`preflight`.
+    ``session`` defaults to a new :class:`boto3.Session` (the standard credential chain).
+    """
+
+    notifies_completion = False
+
+    def __init__(self, function_name: str, *, region: str | None = None, endpoint_url: str | None = None,
+                 session: boto3.Session | None = None, max_workers: int = DEFAULT_MAX_WORKERS,
+                 storage: Any = None, completion_margin: float = 60.0, throttle_timeout: float = 3600.0,
+                 max_attempts: int = 5) -> None:
+        if not isinstance(function_name, str) or not function_name:
+            raise ConfigError(f"function_name must be a non-empty Lambda function name or ARN, got {function_name!r}")
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
+        self.function_name = function_name
+        self.session = session or boto3.Session()
+        self.region = region or self.session.region_name
+        self.endpoint_url = endpoint_url
+        self.max_workers = max_workers
+        self.parallelism = max_workers
+        self.storage = storage
+        self.completion_margin = completion_margin
+        self.throttle_timeout = throttle_timeout
+        self.function_config: dict[str, Any] | None = None
+        self.completion_deadline: float | None = None
+        # Without a region botocore cannot build the client at all; preflight() reports that.
+        self.client = self.session.client(
+            "lambda", region_name=self.region, endpoint_url=endpoint_url,
+            config=BotoConfig(retries={"mode": "adaptive", "max_attempts": max_attempts},
+                              max_pool_connections=max_workers, read_timeout=70),
+        ) if self.region else None
+        self._sink: InvocationSink | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self.throttled = 0  # throttling responses that reached us past botocore's own retries (diagnostics)
+
+    # -- preflight ---------------------------------------------------------------------------------------------
+    def preflight(self) -> dict[str, Any]:
+        """Check credentials, region, the function and the bucket once; raise one :class:`PreflightError` naming
+        everything that is missing and how to fix it. Returns the function's configuration (cached)."""
+        if self.function_config is not None:
+            return self.function_config
+        problems: list[str] = []
+        if not self.region:
+            problems.append("no AWS region is set: pass region=... (or set LAMBDAMAP_REGION or AWS_REGION, or "
+                            "`region` in ~/.aws/config)")
+        try:
+            credentials = self.session.get_credentials()
+        except botocore.exceptions.BotoCoreError as exc:
+            credentials = None
+            problems.append(f"the AWS credentials cannot be loaded: {exc}")
+        else:
+            if credentials is None:
+                problems.append("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                                "AWS_PROFILE, or run `aws configure` / `aws sso login`")
+        if credentials is not None and self.region:
+            config = self._check_function(problems)
+            if self.storage is not None and hasattr(self.storage, "check_bucket"):
+                problem = self.storage.check_bucket()
+                if problem:
+                    problems.append(problem)
+        else:
+            config = None
+            problems.append(f"the function {self.function_name!r} and the bucket could not be checked without "
+                            "credentials and a region")
+        if problems:
+            raise PreflightError("the Lambda backend is not ready:\n  - " + "\n  - ".join(problems))
+        assert config is not None
+        timeout = float(config.get("Timeout") or 900)
+        self.completion_deadline = timeout + self.completion_margin
+        self.function_config = config
+        return config
+
+    def _check_function(self, problems: list[str]) -> dict[str, Any] | None:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else f" in region {self.region}"
+        try:
+            config = self.client.get_function_configuration(FunctionName=self.function_name)
+        except botocore.exceptions.ClientError as exc:
+            code = _error_code(exc)
+            if code == "ResourceNotFoundException":
+                problems.append(f"the Lambda function {self.function_name!r} does not exist{where}: deploy the "
+                                f"runtime (`lambdamap deploy --function-name {self.function_name}`) or pass the "
+                                "name of a deployed one (function_name=... or LAMBDAMAP_FUNCTION_NAME)")
+            elif code in ("AccessDeniedException", "AccessDenied"):
+                problems.append(f"not allowed to read the Lambda function {self.function_name!r}{where}: the "
+                                "credentials need lambda:GetFunctionConfiguration and lambda:InvokeFunction on it")
+            elif code in ("UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+                          "InvalidClientTokenId"):
+                problems.append(f"the AWS credentials were rejected ({_error_text(exc)}): refresh them "
+                                "(`aws sso login`, new access keys) or choose another profile (AWS_PROFILE)")
+            else:
+                problems.append(f"cannot read the Lambda function {self.function_name!r}{where}: {_error_text(exc)}")
+            return None
+        except botocore.exceptions.BotoCoreError as exc:
+            problems.append(f"cannot reach the Lambda API{where}: {exc}")
+            return None
+        state = config.get("State")
+        if state == "Failed":
+            problems.append(f"the Lambda function {self.function_name!r} is in state Failed "
+                            f"({config.get('StateReason')}): redeploy it")
+        self._check_lambda_retries()
+        return config
+
+    def _check_lambda_retries(self) -> None:
+        """Warn when Lambda itself retries failed async invocations: a call that crashed its worker would run again
+        behind lambdamap's back (lambdamap re-runs lost invocations itself, as ``retries`` allows)."""
+        try:
+            retries = self.client.get_function_event_invoke_config(
+                FunctionName=self.function_name).get("MaximumRetryAttempts", 2)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) != "ResourceNotFoundException":
+                return  # e.g. no permission to read it: not worth failing over
+            retries = 2  # no event invoke config: AWS's default
+        except botocore.exceptions.BotoCoreError:
+            return
+        if retries:
+            log.warning("the Lambda function %r retries failed asynchronous invocations %d time(s), so a call that "
+                        "crashes its worker runs again unasked; set it to 0: aws lambda "
+                        "put-function-event-invoke-config --function-name %s --maximum-retry-attempts 0",
+                        self.function_name, retries, self.function_name)
+
+    # -- the Invoker interface ---------------------------------------------------------------------------------
+    def start(self, sink: InvocationSink) -> None:
+        self.preflight()  # no-op when make_executor already ran it
+        self._sink = sink
+        self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="lambdamap-invoke")
+
+    def invoke(self, specs: list[TaskSpec]) -> None:
+        if self._pool is None or self._sink is None:
+            raise RuntimeError("LambdaInvoker.start() must be called before invoke()")
+        payloads = [spec.to_json().encode() for spec in specs]
+        too_big = [(s, len(p)) for s, p in zip(specs, payloads, strict=True) if len(p) > ASYNC_PAYLOAD_LIMIT]
+        if too_big:
+            # Send none of them: a job is submitted whole or not at all.
+            spec, size = too_big[0]
+            error = InvocationError(
+                f"the task spec of invocation {spec.invocation} is {size} bytes, over Lambda's {ASYNC_PAYLOAD_LIMIT} "
+                "byte limit for asynchronous invocations; the spec holds only keys and versions, so shorten the "
+                "storage location (bucket name, endpoint_url) or the prefix")
+            for spec in specs:
+                self._sink.lost(spec, error)
+            return
+        for spec, payload in zip(specs, payloads, strict=True):
+            self._pool.submit(self._send, spec, payload)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _send(self, spec: TaskSpec, payload: bytes) -> None:
+        """Invoke once, retrying throttling with exponential backoff and full jitter (on top of botocore's own
+        retries) until ``throttle_timeout``; any other error fails the invocation's futures."""
+        assert self._sink is not None
+        give_up = time.monotonic() + self.throttle_timeout
+        delay = 0.5
+        while not self._closed.is_set():
+            # Marks the futures running and (re)starts the completion clock: time spent throttled is not counted.
+            if not self._sink.started(spec):
+                return  # every call of it was cancelled
+            try:
+                self.client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=payload)
+                return
+            except botocore.exceptions.ClientError as exc:
+                code = _error_code(exc)
+                if code not in THROTTLING_CODES:
+                    self._sink.lost(spec, InvocationError(
+                        f"AWS Lambda refused invocation {spec.invocation} of job {spec.job_id} "
+                        f"(function {self.function_name!r}): {_error_text(exc)}"))
+                    return
+                with self._lock:
+                    self.throttled += 1
+                if time.monotonic() + delay > give_up:
+                    self._sink.lost(spec, InvocationError(
+                        f"invocation {spec.invocation} of job {spec.job_id} was throttled by AWS Lambda for "
+                        f"{self.throttle_timeout:.0f} s ({_error_text(exc)}); lower `workers` or raise the "
+                        "function's concurrency limit"))
+                    return
+                log.debug("throttled (%s); retrying invocation %s in up to %.1f s", code, spec.invocation, delay)
+                self._closed.wait(random.uniform(0, delay))  # full jitter; wakes at once on close()
+                delay = min(delay * 2, 30.0)
+            except botocore.exceptions.BotoCoreError as exc:
+                self._sink.lost(spec, InvocationError(
+                    f"could not invoke the Lambda function {self.function_name!r} for invocation {spec.invocation} "
+                    f"of job {spec.job_id}: {exc}"))
+                return
+
+
+def make_executor(config: Any, *, session: boto3.Session | None = None) -> Any:
+    """Build the Lambda executor from a :class:`~lambdamap.config.Config`; runs the preflight checks first.
+
+    ``session`` (a :class:`boto3.Session`) overrides the standard credential chain for the client side.
+    """
+    from lambdamap.executor import Executor
+    from lambdamap.storage.s3 import S3Storage
+
+    if not config.bucket:
+        raise PreflightError("the Lambda backend is not ready:\n  - no S3 bucket is configured: pass bucket=... "
+                             "(or set LAMBDAMAP_BUCKET, or `bucket` in the lambdamap config file)")
+    session = session or (boto3.Session(region_name=config.region) if config.region else boto3.Session())
+    region = config.region or session.region_name
+    storage = S3Storage(config.bucket, region=region, endpoint_url=config.endpoint_url, session=session,
+                        max_pool_connections=max(50, config.workers or DEFAULT_MAX_WORKERS))
+    invoker = LambdaInvoker(config.function_name, region=region, endpoint_url=config.lambda_endpoint_url,
+                            session=session, max_workers=config.workers or DEFAULT_MAX_WORKERS, storage=storage)
+    invoker.preflight()  # before the Executor starts its collector thread: nothing to clean up if it fails
+    return Executor(storage, invoker, prefix=config.prefix, progress=config.progress, backend="lambda")

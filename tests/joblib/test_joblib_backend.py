@@ -1,0 +1,144 @@
+"""The "lambdamap" joblib backend: joblib, scikit-learn and DoubleML parallelism sent to lambdamap executors.
+
+Runs against the session's local and Dask executors (the same ones the contract suite uses).
+"""
+
+from __future__ import annotations
+
+import os
+
+import joblib
+import numpy as np
+import pytest
+from joblib import Parallel, delayed
+
+import lambdamap
+from lambdamap.joblib_backend import LambdamapBackend
+
+
+@pytest.fixture(params=["local", "dask"])
+def pwex(request):
+    return request.getfixturevalue(f"{request.param}_backend").executor
+
+
+def _job_count(pwex) -> int:
+    return len(pwex.jobs())
+
+
+def pid_of(x):
+    return x * x, os.getpid()
+
+
+def fails_on_seven(x):
+    if x == 7:
+        raise ValueError(f"input {x} is bad")
+    return x
+
+
+def test_batches_run_on_the_executor_in_order(pwex):
+    before = _job_count(pwex)
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        out = Parallel(n_jobs=-1)(delayed(pid_of)(i) for i in range(200))
+    assert [value for value, _ in out] == [i * i for i in range(200)]
+    assert os.getpid() not in {pid for _, pid in out}  # nothing ran in the caller's process
+    assert _job_count(pwex) > before  # every batch is a lambdamap call
+
+
+def test_generator_output(pwex):
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        gen = Parallel(n_jobs=2, return_as="generator")(delayed(abs)(-i) for i in range(30))
+        assert list(gen) == list(range(30))
+
+
+def test_exception_in_a_batch_reaches_the_caller_with_remote_traceback(pwex):
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        with pytest.raises(ValueError, match="input 7 is bad") as info:
+            Parallel(n_jobs=2, batch_size=3)(delayed(fails_on_seven)(i) for i in range(20))
+        cause = info.value.__cause__
+        assert isinstance(cause, lambdamap.RemoteTraceback)
+        assert "in fails_on_seven" in cause.tb and 'raise ValueError(f"input {x} is bad")' in cause.tb
+        # The backend (and its executor) stay usable after the failure.
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(5)) == [0, 1, 2, 3, 4]
+
+
+def test_grid_search_equals_serial(pwex):
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    X, y = make_classification(n_samples=300, n_features=8, random_state=0)
+    grid = {"max_depth": [2, 3, 4, 6], "min_samples_leaf": [1, 5]}
+    serial = GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=3).fit(X, y)
+    before = _job_count(pwex)
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        remote = GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=3, n_jobs=-1).fit(X, y)
+    assert _job_count(pwex) > before
+    assert remote.best_params_ == serial.best_params_
+    for key in ("mean_test_score", "std_test_score", "split0_test_score", "rank_test_score"):
+        np.testing.assert_array_equal(remote.cv_results_[key], serial.cv_results_[key])
+    np.testing.assert_array_equal(remote.predict(X), serial.predict(X))
+
+
+def test_cross_val_score_equals_serial(pwex):
+    from sklearn.datasets import make_regression
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.model_selection import cross_val_score
+
+    X, y = make_regression(n_samples=200, n_features=6, noise=1.0, random_state=1)
+    model = RandomForestRegressor(n_estimators=10, random_state=0)
+    serial = cross_val_score(model, X, y, cv=5)
+    before = _job_count(pwex)
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        remote = cross_val_score(model, X, y, cv=5, n_jobs=-1)
+    assert _job_count(pwex) > before
+    np.testing.assert_array_equal(remote, serial)
+
+
+def _plr(seed: int):
+    import doubleml
+    from doubleml.plm.datasets import make_plr_CCDDHNR2018
+    from sklearn.ensemble import RandomForestRegressor
+
+    np.random.seed(seed)
+    data = make_plr_CCDDHNR2018(n_obs=300, dim_x=8, alpha=0.5)
+    np.random.seed(seed + 1)  # DoubleML draws its splits from numpy's global state
+    learner = RandomForestRegressor(n_estimators=20, max_depth=4, random_state=0)
+    return doubleml.DoubleMLPLR(data, ml_l=learner, ml_m=learner, n_folds=3, n_rep=2)
+
+
+def test_doubleml_fit_n_jobs_cv_gives_identical_estimates(pwex):
+    serial = _plr(7).fit()
+    before = _job_count(pwex)
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        remote = _plr(7).fit(n_jobs_cv=2)
+    assert _job_count(pwex) > before  # DoubleML's cross-fitting ran on the executor
+    np.testing.assert_array_equal(remote.coef, serial.coef)
+    np.testing.assert_array_equal(remote.se, serial.se)
+    np.testing.assert_array_equal(remote.all_coef, serial.all_coef)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"executor": "not an executor"}, "executor must be a lambdamap Executor"),
+    ({"retries": -1}, "retries must be an integer >= 0"),
+    ({"batch_timeout": 0}, "batch_timeout must be a positive number"),
+])
+def test_bad_backend_options_raise_config_error(kwargs, fragment):
+    with pytest.raises(lambdamap.ConfigError, match=fragment):
+        with joblib.parallel_config(backend="lambdamap", **kwargs):
+            pass
+
+
+def test_sharedmem_requirement_is_refused(local_backend):
+    backend = LambdamapBackend(executor=local_backend.executor)
+    with pytest.raises(ValueError, match="does not support shared memory"):
+        Parallel(n_jobs=2, backend=backend, require="sharedmem")(delayed(abs)(-1) for _ in range(2))
+
+
+def test_effective_n_jobs_follows_the_executor(local_backend):
+    backend = LambdamapBackend(executor=local_backend.executor)
+    workers = local_backend.executor.invoker.parallelism
+    assert backend.effective_n_jobs(-1) == workers
+    assert backend.effective_n_jobs(None) == workers
+    assert backend.effective_n_jobs(5) == 5
+    with pytest.raises(ValueError):
+        backend.effective_n_jobs(0)
