@@ -25,15 +25,16 @@ from lambdamap.errors import (
     ExecutorShutdownError,
     ObjectNotFoundError,
     RemoteTraceback,
+    SerializationError,
     TaskError,
     TaskTimeoutError,
     WorkerLostError,
 )
-from lambdamap.future import Future
+from lambdamap.future import Future, InvocationReport
 from lambdamap.invokers.base import Invoker
 from lambdamap.serialize import loads
 from lambdamap.storage.base import Storage
-from lambdamap.task import CallOutcome, ResultRecord, TaskSpec
+from lambdamap.task import ResultRecord, TaskSpec
 
 log = logging.getLogger("lambdamap")
 
@@ -232,7 +233,7 @@ class Collector:
                 inv.spec = spec.retry()
                 inv.started_at = None
                 for fut in inv.futures:
-                    fut.stats.attempts += 1
+                    fut._attempts += 1
         if inv is None:
             return
         if retry:
@@ -243,36 +244,45 @@ class Collector:
             if not fut.done():
                 exc = type(error)(f"call {fut.call_id} of job {spec.job_id}: {error}") \
                     if isinstance(error, RETRYABLE) else error
-                fut.stats.result_received = time.time()
+                fut._received = time.time()
                 fut.set_exception(exc)
         self._complete_invocation(inv)
 
     def _apply_record(self, inv: Invocation, record: ResultRecord, nbytes: int) -> None:
-        timed_out = [o for o in record.outcomes if o.error_type == TaskTimeoutError.__qualname__]
+        timed_out = [e for e in record.errors.values() if e.error_type == TaskTimeoutError.__qualname__]
         if timed_out and inv.retries_left > 0:
             # A call hit its timeout inside the worker: re-run the invocation like a lost one. The record goes
             # first, or the retry would find it and skip the work.
             self.storage.delete([inv.spec.result_key])
-            self._on_lost(inv.spec, TaskTimeoutError(f"call {timed_out[0].call_id} timed out"))
+            self._on_lost(inv.spec, TaskTimeoutError(timed_out[0].error_message))
             return
         received = time.time()
         inv.job.bytes_downloaded += nbytes
         inv.job.storage_requests += 1
-        by_call = {o.call_id: o for o in record.outcomes}
+        report = InvocationReport(worker_start=record.worker_start, worker_id=record.worker_id, warm=record.warm,
+                                  peak_memory_bytes=record.peak_memory_bytes, platform=record.platform)
         setup_error = _rebuild_error(record.setup_error, record.setup_traceback, record.setup_error_type,
                                      record.setup_error_message) if record.setup_error_type else None
+        try:
+            values = loads(record.values) if record.values is not None else []
+            values_error = None
+        except Exception as exc:
+            values, values_error = [], exc
+        times, ran = record.times, record.calls_run
         for fut in inv.futures:
-            stats = fut.stats
-            stats.worker_start, stats.worker_id, stats.warm = record.worker_start, record.worker_id, record.warm
-            stats.peak_memory_bytes, stats.platform = record.peak_memory_bytes, record.platform
-            stats.result_received = received
-            outcome = by_call.get(fut.call_id)
-            if outcome is not None:
-                stats.function_start, stats.function_end = outcome.function_start, outcome.function_end
+            offset = fut.call_id - record.call_start
+            fut._report, fut._received = report, received
+            if 0 <= offset < ran:
+                fut._function_times = (times[2 * offset], times[2 * offset + 1])
             if fut.done():
                 continue  # cancelled
-            if outcome is not None:
-                _complete(fut, outcome)
+            error = record.errors.get(fut.call_id)
+            if error is not None:
+                fut.set_exception(_rebuild_error(error.error, error.traceback, error.error_type, error.error_message))
+            elif values_error is not None and offset < ran:
+                fut.set_exception(_unpickle_error(fut.call_id, values_error))
+            elif offset < len(values):
+                fut.set_result(values[offset])
             elif setup_error is not None:
                 fut.set_exception(setup_error)
             else:
@@ -282,7 +292,7 @@ class Collector:
             "invocation": record.invocation, "attempt": record.attempt, "worker_id": record.worker_id,
             "warm": record.warm, "worker_start": record.worker_start, "worker_end": record.worker_end,
             "peak_memory_bytes": record.peak_memory_bytes, "platform": record.platform, "bytes": nbytes,
-            "extra": record.extra,
+            "calls": ran, "extra": record.extra,
         })
         self._complete_invocation(inv)
 
@@ -338,17 +348,8 @@ def _rebuild_error(data: bytes | None, tb: str | None, type_name: str | None, me
     return exc
 
 
-def _complete(fut: Future, outcome: CallOutcome) -> None:
-    if outcome.ok:
-        try:
-            fut.set_result(loads(outcome.value))
-        except Exception as exc:
-            from lambdamap.errors import SerializationError
-
-            err = SerializationError(f"the result of call {fut.call_id} cannot be unpickled on the client: "
-                                     f"{type(exc).__name__}: {exc}. Install the packages the result needs here")
-            err.__cause__ = exc
-            fut.set_exception(err)
-    else:
-        fut.set_exception(_rebuild_error(outcome.error, outcome.traceback, outcome.error_type,
-                                         outcome.error_message))
+def _unpickle_error(call_id: int, exc: BaseException) -> BaseException:
+    err = SerializationError(f"the result of call {call_id} cannot be unpickled on the client: "
+                             f"{type(exc).__name__}: {exc}. Install the packages the result needs here")
+    err.__cause__ = exc
+    return err

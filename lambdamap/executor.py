@@ -246,7 +246,7 @@ class Executor:
         func_key = self._put_blob(func_data)
         submitted = time.time()
         invocations = []
-        for n, (chunk, payload) in enumerate(zip(chunks, payloads)):
+        for n, (chunk, payload) in enumerate(zip(chunks, payloads, strict=True)):
             args_key = keys.args_key(self.prefix, job_id, n)
             self.storage.put(args_key, payload)
             job.bytes_uploaded += len(payload)
@@ -257,9 +257,7 @@ class Executor:
                 call_count=len(chunk), versions=self._versions,
                 timeout=None if timeout is None else timeout * len(chunk),
             )
-            futures = [Future(job_id, n * size + i, submitted) for i in range(len(chunk))]
-            for fut in futures:
-                fut.stats.invocation = n
+            futures = [Future(job_id, n * size + i, submitted, n) for i in range(len(chunk))]
             invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))
         self._collector.register(job, invocations)
         self.invoker.invoke([inv.spec for inv in invocations])

@@ -43,14 +43,51 @@ class CallStats:
         return self.function_end - self.function_start
 
 
+@dataclass(slots=True, frozen=True)
+class InvocationReport:
+    """What a result record says about its invocation; shared by the futures of its calls."""
+
+    worker_start: float
+    worker_id: str
+    warm: bool
+    peak_memory_bytes: int | None
+    platform: str
+
+
 class Future(cf.Future):
     """The future of one call: ``result()``, ``exception()``, ``done()``, ``cancel()`` and ``stats``."""
 
-    def __init__(self, job_id: str, call_id: int, submitted: float) -> None:
+    def __init__(self, job_id: str, call_id: int, submitted: float, invocation: int = -1) -> None:
         super().__init__()
         self.job_id = job_id
         self.call_id = call_id
-        self.stats = CallStats(submitted=submitted)
+        self._submitted = submitted
+        self._invocation = invocation
+        self._attempts = 1
+        self._report: InvocationReport | None = None
+        self._function_times: tuple[float | None, float | None] = (None, None)
+        self._received: float | None = None
+        self._stats: CallStats | None = None
+
+    @property
+    def stats(self) -> CallStats:
+        """Timestamps and facts about this call (built on demand; cheap for thousands of futures)."""
+        if self._stats is not None:
+            return self._stats
+        stats = CallStats(submitted=self._submitted, invocation=self._invocation, attempts=self._attempts,
+                          result_received=self._received)
+        report = self._report
+        if report is not None:
+            stats.worker_start, stats.worker_id, stats.warm = report.worker_start, report.worker_id, report.warm
+            stats.peak_memory_bytes, stats.platform = report.peak_memory_bytes, report.platform
+            stats.function_start, stats.function_end = self._function_times
+        if self.done():
+            self._stats = stats  # final: cache it
+        return stats
+
+    @stats.setter
+    def stats(self, value: CallStats) -> None:
+        self._stats = value
 
     def __repr__(self) -> str:
         return f"<lambdamap.Future job={self.job_id} call={self.call_id} state={self._state}>"

@@ -81,8 +81,18 @@ class TaskSpec:
 
 
 @dataclass
+class CallError:
+    """How one call failed: the pickled exception, its formatted traceback, and its type name and message."""
+
+    error: bytes
+    traceback: str
+    error_type: str
+    error_message: str
+
+
+@dataclass
 class CallOutcome:
-    """The outcome of one call: exactly one of ``value`` (pickled) or ``error`` (pickled exception) is set."""
+    """A per-call view of a :class:`ResultRecord` (for inspection and tests; the record itself is columnar)."""
 
     call_id: int
     value: bytes | None = None
@@ -95,12 +105,17 @@ class CallOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.error_type is None
+        return self.error is None
 
 
 @dataclass
 class ResultRecord:
-    """Everything a worker reports about one invocation; written to ``spec.result_key`` in a ``finally``."""
+    """Everything a worker reports about one invocation; written to ``spec.result_key`` in a ``finally``.
+
+    Columnar, so that an invocation of thousands of calls costs one pickle of a list, not thousands of objects:
+    ``values`` is the pickled list of return values (``None`` where the call failed), ``errors`` maps failed call ids
+    to their :class:`CallError`, ``times`` is ``[start0, end0, start1, end1, ...]`` for the calls that ran.
+    """
 
     job_id: str
     invocation: int
@@ -109,7 +124,10 @@ class ResultRecord:
     warm: bool
     worker_start: float
     worker_end: float | None = None
-    outcomes: list[CallOutcome] = field(default_factory=list)
+    call_start: int = 0
+    values: bytes | None = None
+    errors: dict[int, CallError] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
     peak_memory_bytes: int | None = None
     runtime_versions: dict[str, str] = field(default_factory=dict)
     platform: str = "local"
@@ -120,6 +138,27 @@ class ResultRecord:
     setup_error_type: str | None = None
     setup_error_message: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calls_run(self) -> int:
+        return len(self.times) // 2
+
+    @property
+    def outcomes(self) -> list[CallOutcome]:
+        """One :class:`CallOutcome` per call that ran."""
+        values = pickle.loads(self.values) if self.values is not None else [None] * self.calls_run
+        views = []
+        for i in range(self.calls_run):
+            call_id = self.call_start + i
+            view = CallOutcome(call_id=call_id, function_start=self.times[2 * i], function_end=self.times[2 * i + 1])
+            err = self.errors.get(call_id)
+            if err is None:
+                view.value = cloudpickle.dumps(values[i])
+            else:
+                view.error, view.traceback = err.error, err.traceback
+                view.error_type, view.error_message = err.error_type, err.error_message
+            views.append(view)
+        return views
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

@@ -24,7 +24,7 @@ from lambdamap.errors import SerializationError, TaskTimeoutError, VersionMismat
 from lambdamap.serialize import dumps_exception, dumps_value, loads
 from lambdamap.shared import using_storage
 from lambdamap.storage.base import Storage, storage_from_location
-from lambdamap.task import CallOutcome, ResultRecord, TaskSpec, client_versions
+from lambdamap.task import CallError, ResultRecord, TaskSpec, client_versions
 
 _invocations_served = 0
 _served_lock = threading.Lock()
@@ -105,28 +105,48 @@ def _soft_timeout(seconds: float | None, call_id: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run_call(fn: Any, call_id: int, args: tuple[Any, ...], kwargs: dict[str, Any],
-              timeout: float | None = None) -> CallOutcome:
-    outcome = CallOutcome(call_id=call_id, function_start=time.time())
+def _run_calls(fn: Any, spec: TaskSpec, calls: list[Any], record: ResultRecord) -> None:
+    """Run the invocation's calls in order, filling the record's columns."""
+    per_call = None if spec.timeout is None else spec.timeout / max(1, spec.call_count)
+    values: list[Any] = []
+    times = record.times
+    for call_id, (args, kwargs) in zip(spec.call_ids, calls, strict=False):
+        times.append(time.time())
+        try:
+            with _soft_timeout(per_call, call_id):
+                value = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results too
+            times.append(time.time())
+            record.errors[call_id] = _call_error(exc)
+            values.append(None)
+            continue
+        times.append(time.time())
+        values.append(value)
     try:
-        with _soft_timeout(timeout, call_id):
-            value = fn(*args, **kwargs)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results too
-        outcome.function_end = time.time()
-        outcome.error, outcome.traceback = dumps_exception(exc)
-        outcome.error_type, outcome.error_message = type(exc).__qualname__, str(exc)
-        return outcome
-    outcome.function_end = time.time()
-    try:
-        outcome.value = dumps_value(value)
-    except Exception as exc:
-        err = SerializationError(
-            f"the return value of call {call_id} (type {type(value).__name__}) cannot be pickled: "
-            f"{type(exc).__name__}: {exc}. Return plain data instead of live resources"
-        )
-        outcome.error, outcome.traceback = dumps_exception(err)
-        outcome.error_type, outcome.error_message = "SerializationError", str(err)
-    return outcome
+        record.values = dumps_value(values)
+    except Exception:
+        record.values = dumps_value(_drop_unpicklable(values, spec.call_start, record))
+
+
+def _call_error(exc: BaseException) -> CallError:
+    data, tb = dumps_exception(exc)
+    return CallError(error=data, traceback=tb, error_type=type(exc).__qualname__, error_message=str(exc))
+
+
+def _drop_unpicklable(values: list[Any], call_start: int, record: ResultRecord) -> list[Any]:
+    """Replace each return value that cannot be pickled by None and an error naming its call."""
+    kept = []
+    for offset, value in enumerate(values):
+        try:
+            dumps_value(value)
+        except Exception as exc:
+            call_id = call_start + offset
+            record.errors[call_id] = _call_error(SerializationError(
+                f"the return value of call {call_id} (type {type(value).__name__}) cannot be pickled: "
+                f"{type(exc).__name__}: {exc}. Return plain data instead of live resources"))
+            value = None
+        kept.append(value)
+    return kept
 
 
 def run_task(
@@ -151,7 +171,8 @@ def run_task(
     runtime = client_versions()
     record = ResultRecord(
         job_id=spec.job_id, invocation=spec.invocation, attempt=spec.attempt, worker_id=worker_id(), warm=warm,
-        worker_start=time.time(), runtime_versions=runtime, platform=platform, extra=dict(extra or {}),
+        worker_start=time.time(), call_start=spec.call_start, runtime_versions=runtime, platform=platform,
+        extra=dict(extra or {}),
     )
     storage = storage or storage_from_location(spec.storage)
     duplicate = None
@@ -164,9 +185,7 @@ def run_task(
         payload = loads(storage.get(spec.args_key))
         calls, extra_env = payload["calls"], payload.get("env")
         with using_storage(storage), _environment(extra_env):
-            per_call = None if spec.timeout is None else spec.timeout / max(1, spec.call_count)
-            for call_id, (args, kwargs) in zip(spec.call_ids, calls):
-                record.outcomes.append(_run_call(fn, call_id, args, kwargs, per_call))
+            _run_calls(fn, spec, calls, record)
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
         record.setup_error, record.setup_traceback = dumps_exception(exc)
         record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)
