@@ -73,6 +73,10 @@ def main() -> None:
         "dml_fit_plr_local": lambda: dml.fit_plr(df, "y", "d", ml_l=forest(1), ml_m=forest(2), smpls=smpls,
                                                  executor=executor),
     }
+    load_before = os.getloadavg()
+    if load_before[0] > 1.0:
+        print(f"warning: the machine is busy (load average {load_before[0]:.1f}); parallel timings will suffer",
+              flush=True)
     times: dict[str, list[float]] = {name: [] for name in methods}
     fits: dict[str, Any] = {}
     with lambdamap.local_executor(workers=args.workers, progress=False) as executor:
@@ -100,6 +104,7 @@ def main() -> None:
         "n_obs": args.n_obs, "dim_x": 20, "n_folds": args.n_folds, "n_rep": args.n_rep, "repeats": args.repeats,
         "workers": args.workers, "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "doubleml": doubleml.__version__, "sklearn": sklearn.__version__, "lambdamap": lambdamap.__version__,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "seconds": times, "median_seconds": medians, "speedup": ratios,
         "goal": {"doubleml_fit / dml": 1.6, "doubleml_fit_n_jobs_cv_2 / dml": 1.3},
         "estimates_identical": identical, "max_abs_coef_diff": coef_diff, "max_abs_se_diff": se_diff,

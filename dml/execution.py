@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import functools
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,20 +102,30 @@ class FitStats:
     cost_usd: float | None = None
 
 
-def lambda_cost_usd(billed_seconds: Sequence[float], memory_mb: float) -> float:
-    """AWS Lambda's cost of invocations with these durations at ``memory_mb`` (list prices, no free tier)."""
-    gb_seconds = sum(billed_seconds) * memory_mb / 1024
-    return gb_seconds * LAMBDA_USD_PER_GB_SECOND + len(billed_seconds) * LAMBDA_USD_PER_REQUEST
+def lambda_cost_usd(invocations: Sequence[tuple[float, float]]) -> float:
+    """AWS Lambda's cost of invocations given as (seconds, memory MB) pairs (list prices, no free tier)."""
+    gb_seconds = sum(seconds * memory_mb / 1024 for seconds, memory_mb in invocations)
+    return gb_seconds * LAMBDA_USD_PER_GB_SECOND + len(invocations) * LAMBDA_USD_PER_REQUEST
 
 
 def _cost(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future]) -> float | None:
-    memory_mb = getattr(executor.invoker, "memory_mb", None)
-    if executor.backend != "lambda" or memory_mb is None:
+    """The estimated Lambda cost of the fit's jobs, from their result records (the Lambda handler records each
+    invocation's memory limit); None on other backends or when a record lacks what the estimate needs."""
+    if executor.backend != "lambda":
         return None
     job_ids = {f.job_id for f in futures}
-    durations = [record["worker_end"] - record["worker_start"] for job in executor.jobs() if job.job_id in job_ids
-                 for record in job.records if record.get("worker_end") is not None]
-    return lambda_cost_usd(durations, memory_mb)
+    jobs = [job for job in executor.jobs() if job.job_id in job_ids]
+    deadline = time.monotonic() + 2.0  # the collector files a job's last record just after its futures complete
+    while any(job.finished is None for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    invocations = []
+    for job in jobs:
+        for record in job.records:
+            memory_mb = (record.get("extra") or {}).get("memory_limit_mb")
+            if record.get("worker_end") is None or memory_mb is None:
+                return None
+            invocations.append((record["worker_end"] - record["worker_start"], float(memory_mb)))
+    return lambda_cost_usd(invocations)
 
 
 def fit_stats(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future], stages: int,

@@ -165,10 +165,30 @@ def test_iv_type_runs_two_stages_and_warns_about_unused_ml_g(dml_executor):
     assert res.stats.stages == 1
 
 
-def test_lambda_cost_formula():
-    assert execution.lambda_cost_usd([], 1024) == 0
-    cost = execution.lambda_cost_usd([2.0, 3.0], 2048)
-    assert cost == pytest.approx(10 * execution.LAMBDA_USD_PER_GB_SECOND + 2 * execution.LAMBDA_USD_PER_REQUEST)
+def test_lambda_cost_formula_and_records():
+    assert execution.lambda_cost_usd([]) == 0
+    cost = execution.lambda_cost_usd([(2.0, 2048), (3.0, 1024)])
+    assert cost == pytest.approx(7 * execution.LAMBDA_USD_PER_GB_SECOND + 2 * execution.LAMBDA_USD_PER_REQUEST)
+
+    class Job:
+        job_id, finished = "j1", 1.0
+        records = [{"worker_start": 10.0, "worker_end": 12.0, "extra": {"memory_limit_mb": 2048}},
+                   {"worker_start": 10.0, "worker_end": 13.0, "extra": {"memory_limit_mb": 1024}}]
+
+    class Fut:
+        job_id = "j1"
+
+    class FakeExecutor:
+        backend = "lambda"
+
+        def jobs(self):
+            return [Job()]
+
+    assert execution._cost(FakeExecutor(), [Fut()]) == pytest.approx(cost)
+    Job.records = [{"worker_start": 1.0, "worker_end": 2.0, "extra": {}}]  # no memory limit recorded
+    assert execution._cost(FakeExecutor(), [Fut()]) is None
+    FakeExecutor.backend = "local"
+    assert execution._cost(FakeExecutor(), [Fut()]) is None
 
 
 def test_chunksize_batches_tasks():

@@ -1,0 +1,156 @@
+"""Local-backend behaviour beyond the shared contract: cancellation, shutdown, orphans, scripts, progress, storage."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import lambdamap
+from lambdamap.storage.local import LocalStorage
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie still answers kill(0); it is gone for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cancel_works_for_calls_not_yet_started(tmp_path):
+    with lambdamap.local_executor(workers=1, progress=False) as pwex:
+        blocker = pwex.submit(time.sleep, 1.0)
+        queued = pwex.map(abs, [-1, -2, -3], chunksize=1)
+        assert all(f.cancel() for f in queued)
+        assert blocker.result(timeout=30) is None
+        assert all(f.cancelled() for f in queued)
+        assert pwex.submit(abs, -5).result(timeout=30) == 5  # still usable
+        assert not blocker.cancel()  # finished calls cannot be cancelled
+
+
+def test_shutdown_mid_job_leaves_no_processes_or_files(tmp_path):
+    pwex = lambdamap.local_executor(workers=2, progress=False)
+    root = pwex.storage.root
+    pids = pwex.invoker.pids
+    futures = pwex.map(time.sleep, [30] * 6, chunksize=1)
+    time.sleep(0.5)
+    start = time.monotonic()
+    pwex.shutdown(wait=False, cancel_futures=True)
+    assert time.monotonic() - start < 15
+    assert all(f.done() for f in futures)
+    assert sum(f.cancelled() for f in futures) >= 4
+    for fut in futures:
+        if not fut.cancelled():
+            assert isinstance(fut.exception(), lambdamap.ExecutorShutdownError)
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid_alive(p) for p in pids)
+    assert not root.exists()
+    with pytest.raises(lambdamap.ExecutorShutdownError, match="shut down"):
+        pwex.map(abs, [1])
+
+
+def test_user_storage_dir_is_kept_and_cleanup_empties_it(tmp_path):
+    with lambdamap.local_executor(workers=1, storage_dir=str(tmp_path), progress=False) as pwex:
+        ref = pwex.put([1, 2, 3])
+        lambdamap.get_all_results(pwex.map(lambda i: ref.get()[i], [0, 2], keep=True))
+        assert pwex.storage.list("lambdamap/")
+        pwex.cleanup()
+        assert pwex.storage.list("lambdamap/") == []
+    assert tmp_path.exists()
+
+
+def test_worker_killed_by_os_exit_and_segfault_is_reported(tmp_path):
+    def crash(kind):
+        if kind == "exit":
+            os._exit(7)
+        import ctypes
+        ctypes.string_at(0)  # segfault
+
+    with lambdamap.local_executor(workers=2, progress=False) as pwex:
+        futures = pwex.map(crash, ["exit", "segv"], chunksize=1)
+        messages = [str(f.exception(timeout=30)) for f in futures]
+        assert "exited with code 7" in messages[0]
+        assert "SIGSEGV" in messages[1]
+        assert pwex.submit(abs, -1).result(timeout=30) == 1
+
+
+def test_script_without_main_guard_works(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        import lambdamap
+        pwex = lambdamap.default_executor(workers=2)
+        futures = pwex.map(lambda x: x * x, range(1000))
+        print(sum(lambdamap.get_all_results(futures)))
+        pwex.shutdown()
+    """))
+    env = {**os.environ, "LAMBDAMAP_CONFIG": str(tmp_path / "none.toml")}
+    env.pop("LAMBDAMAP_BACKEND", None)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(sum(x * x for x in range(1000)))
+
+
+def test_functions_from_a_local_module_are_pickled_by_value(tmp_path):
+    (tmp_path / "usermod.py").write_text("OFFSET = 5\ndef shift(x):\n    return x + OFFSET\n")
+    script = tmp_path / "main.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import lambdamap, usermod
+        from lambdamap.serialize import dumps_function
+        assert b"OFFSET" in dumps_function(usermod.shift)  # by value: the worker needs no usermod.py
+        with lambdamap.local_executor(workers=1) as pwex:
+            print(lambdamap.get_all_results(pwex.map(usermod.shift, [1, 2])))
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[6, 7]"
+
+
+def test_progress_bar_when_asked(capsys):
+    with lambdamap.local_executor(workers=2) as pwex:
+        futures = pwex.map(time.sleep, [0.2] * 4, chunksize=1)
+        lambdamap.wait(futures, progress=True)
+    err = capsys.readouterr().err
+    assert "lambdamap:" in err and "0/4" in err and "call/s" in err
+
+
+def test_no_progress_bar_when_not_a_terminal(capsys):
+    with lambdamap.local_executor(workers=2) as pwex:
+        lambdamap.get_all_results(pwex.map(time.sleep, [0.01] * 4))
+    assert capsys.readouterr().err == ""
+
+
+def test_get_all_results_timeout_raises():
+    with lambdamap.local_executor(workers=1, progress=False) as pwex:
+        futures = pwex.map(time.sleep, [3])
+        with pytest.raises(TimeoutError, match="1 of 1 calls not done"):
+            lambdamap.get_all_results(futures, timeout=0.2)
+
+
+def test_bad_return_when():
+    with pytest.raises(ValueError, match="return_when"):
+        lambdamap.wait([], return_when="SOMETIMES")
+
+
+def test_local_storage_is_atomic_and_rejects_bad_keys(tmp_path):
+    storage = LocalStorage(tmp_path)
+    storage.put("a/b/c.pkl", b"1")
+    storage.put("a/b/c.pkl", b"22")
+    assert storage.get("a/b/c.pkl") == b"22"
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+    with pytest.raises(lambdamap.StorageError, match="invalid storage key"):
+        storage.put("../escape", b"x")
+    with pytest.raises(lambdamap.ObjectNotFoundError):
+        storage.get("a/b/missing.pkl")
