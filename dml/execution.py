@@ -71,7 +71,12 @@ def gather(tasks: Sequence[NuisanceTask], futures: Sequence[lambdamap.Future]) -
 
     The wait ends: the executor completes every started invocation with a result, a lost-worker error or a timeout.
     """
-    done, not_done = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+    try:
+        done, not_done = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
+    except BaseException:  # e.g. Ctrl-C: do not leave the queued fits running for nobody
+        for fut in futures:
+            fut.cancel()
+        raise
     for task, fut in zip(tasks, futures, strict=True):
         if fut in done and not fut.cancelled() and fut.exception() is not None:
             for other in not_done:
