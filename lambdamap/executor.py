@@ -10,6 +10,7 @@ Every check runs before anything is stored or invoked, so bad input never leaves
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 import time
@@ -241,6 +242,18 @@ class Executor:
         chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
         payloads = [dumps_calls(chunk, n * size, extra_env) for n, chunk in enumerate(chunks)]
 
+        # Creating many futures (each with a Condition) makes the cyclic GC rescan the heap over and over: 3x the
+        # time at 100,000 calls. Nothing here forms cycles, so pause it while building the job.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._store_and_invoke(func_data, chunks, payloads, size, timeout, retries, keep)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _store_and_invoke(self, func_data: bytes, chunks: list[Sequence[Call]], payloads: list[bytes], size: int,
+                          timeout: float | None, retries: int, keep: bool) -> list[Future]:
         job_id = keys.new_job_id()
         job = JobState(job_id=job_id, prefix=self.prefix, keep=keep)
         func_key = self._put_blob(func_data)
