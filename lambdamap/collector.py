@@ -31,6 +31,7 @@ from lambdamap.errors import (
     WorkerLostError,
 )
 from lambdamap.future import Future, InvocationReport
+from lambdamap.gcpause import paused_gc
 from lambdamap.invokers.base import Invoker
 from lambdamap.serialize import loads
 from lambdamap.storage.base import Storage
@@ -185,7 +186,8 @@ class Collector:
             self._on_lost(spec, WorkerLostError(f"the worker finished invocation {spec.invocation} of job "
                                                 f"{spec.job_id} but its result record is missing"))
             return
-        self._apply_record(inv, ResultRecord.loads(data), len(data))
+        with paused_gc():
+            self._apply_record(inv, ResultRecord.loads(data), len(data))
 
     def _poll_storage(self) -> bool:
         """List each job with started, unfinished invocations once; apply the records found."""
@@ -205,7 +207,8 @@ class Collector:
                 except ObjectNotFoundError:
                     continue
                 job.storage_requests += 1
-                self._apply_record(inv, ResultRecord.loads(data), len(data))
+                with paused_gc():
+                    self._apply_record(inv, ResultRecord.loads(data), len(data))
                 progressed = True
         return progressed
 

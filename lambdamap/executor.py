@@ -10,7 +10,6 @@ Every check runs before anything is stored or invoked, so bad input never leaves
 
 from __future__ import annotations
 
-import gc
 import math
 import threading
 import time
@@ -21,6 +20,7 @@ from lambdamap import keys
 from lambdamap.collector import Collector, Invocation, JobState
 from lambdamap.errors import ConfigError, ExecutorShutdownError
 from lambdamap.future import Future, get_all_results
+from lambdamap.gcpause import paused_gc
 from lambdamap.invokers.base import Invoker
 from lambdamap.serialize import digest, dumps_calls, dumps_function, dumps_value
 from lambdamap.shared import ObjectRef, remember
@@ -242,15 +242,8 @@ class Executor:
         chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
         payloads = [dumps_calls(chunk, n * size, extra_env) for n, chunk in enumerate(chunks)]
 
-        # Creating many futures (each with a Condition) makes the cyclic GC rescan the heap over and over: 3x the
-        # time at 100,000 calls. Nothing here forms cycles, so pause it while building the job.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():  # building many futures would make the cyclic GC rescan the heap over and over
             return self._store_and_invoke(func_data, chunks, payloads, size, timeout, retries, keep)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def _store_and_invoke(self, func_data: bytes, chunks: list[Sequence[Call]], payloads: list[bytes], size: int,
                           timeout: float | None, retries: int, keep: bool) -> list[Future]:

@@ -119,6 +119,8 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
             future.add_done_callback(callback)
         return future
 
+    apply_async = submit  # the name joblib < 1.5 calls
+
     def retrieve_result_callback(self, future: Any) -> Any:
         return future.result()  # the batch's list of results, or its exception with the remote traceback
 

@@ -23,7 +23,7 @@ from typing import Any
 from lambdamap.errors import SerializationError, TaskTimeoutError, VersionMismatchError
 from lambdamap.serialize import dumps_exception, dumps_value, loads
 from lambdamap.shared import using_storage
-from lambdamap.storage.base import Storage, storage_from_location
+from lambdamap.storage.base import CountingStorage, Storage, storage_from_location
 from lambdamap.task import CallError, ResultRecord, TaskSpec, client_versions
 
 _invocations_served = 0
@@ -174,7 +174,7 @@ def run_task(
         worker_start=time.time(), call_start=spec.call_start, runtime_versions=runtime, platform=platform,
         extra=dict(extra or {}),
     )
-    storage = storage or storage_from_location(spec.storage)
+    storage = CountingStorage(storage or storage_from_location(spec.storage))
     duplicate = None
     try:
         if storage.exists(spec.result_key):  # a repeated delivery: the first one's record stands
@@ -193,5 +193,7 @@ def run_task(
         if duplicate is None:
             record.worker_end = time.time()
             record.peak_memory_bytes = peak_memory_bytes()
+            # The record's own write is counted in advance (its size is known only after pickling).
+            record.extra["storage"] = {"requests": storage.requests + 1, "bytes_read": storage.bytes_read}
             storage.put(spec.result_key, record.dumps())
     return record

@@ -81,3 +81,43 @@ def storage_from_location(location: dict[str, str]) -> Storage:
     storage = cls.from_location(location)
     _worker_storages[cache_key] = storage
     return storage
+
+
+class CountingStorage(Storage):
+    """Wraps a storage and counts requests and bytes (for job summaries and the load benchmark)."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.requests = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def put(self, key: str, data: bytes) -> None:
+        self.requests += 1
+        self.bytes_written += len(data)
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        self.requests += 1
+        data = self.inner.get(key)
+        self.bytes_read += len(data)
+        return data
+
+    def exists(self, key: str) -> bool:
+        self.requests += 1
+        return self.inner.exists(key)
+
+    def list(self, prefix: str) -> list[str]:
+        self.requests += 1
+        return self.inner.list(prefix)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self.requests += 1
+        self.inner.delete(keys)
+
+    def delete_prefix(self, prefix: str) -> None:
+        self.requests += 1
+        self.inner.delete_prefix(prefix)
+
+    def location(self) -> dict[str, str]:
+        return self.inner.location()

@@ -6,6 +6,7 @@ Runs against the session's local and Dask executors (the same ones the contract 
 from __future__ import annotations
 
 import os
+import time
 
 import joblib
 import numpy as np
@@ -142,3 +143,27 @@ def test_effective_n_jobs_follows_the_executor(local_backend):
     assert backend.effective_n_jobs(5) == 5
     with pytest.raises(ValueError):
         backend.effective_n_jobs(0)
+
+
+def test_batch_timeout_and_retries_reach_the_executor(local_backend):
+    with joblib.parallel_config(backend="lambdamap", executor=local_backend.executor, batch_timeout=1.0):
+        start = time.monotonic()
+        with pytest.raises(lambdamap.TaskTimeoutError):
+            Parallel(n_jobs=2)(delayed(time.sleep)(s) for s in (30, 0))
+        assert time.monotonic() - start < 20
+
+
+def test_without_an_executor_the_configured_default_is_used(monkeypatch):
+    import lambdamap.joblib_backend as jb
+
+    monkeypatch.setenv("LAMBDAMAP_BACKEND", "local")
+    monkeypatch.setenv("LAMBDAMAP_WORKERS", "2")
+    monkeypatch.setattr(jb, "_default", None)
+    try:
+        out = Parallel(n_jobs=2, backend="lambdamap")(delayed(pid_of)(i) for i in range(6))
+        assert [value for value, _ in out] == [i * i for i in range(6)]
+        assert isinstance(jb._default, lambdamap.Executor) and jb._default.backend == "local"
+        assert os.getpid() not in {pid for _, pid in out}
+    finally:
+        if jb._default is not None:
+            jb._default.shutdown()
