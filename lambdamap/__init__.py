@@ -41,14 +41,23 @@ from lambdamap.future import (  # noqa: E402
     wait,
 )
 from lambdamap.shared import ObjectRef  # noqa: E402
+from lambdamap.summary import JobSummary, LambdaPricing, lambda_cost, summarize  # noqa: E402
 
 __all__ = [
     "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "CallStats", "Config", "ConfigError", "DeploymentError", "Executor",
-    "ExecutorShutdownError", "Future", "InvocationError", "LambdaMapError", "ObjectNotFoundError", "ObjectRef",
+    "ExecutorShutdownError", "Future", "InvocationError", "JobSummary", "LambdaMapError", "LambdaPricing",
+    "ObjectNotFoundError", "ObjectRef",
     "PreflightError", "RemoteTraceback", "SerializationError", "StorageError", "TaskError", "TaskTimeoutError",
     "VersionMismatchError", "WorkerLostError", "__version__", "dask_executor", "default_executor",
-    "get_all_results", "lambda_executor", "load_config", "local_executor", "wait",
+    "get_all_results", "lambda_cost", "lambda_executor", "load_config", "local_executor", "plot", "summarize", "wait",
 ]
+
+
+def plot(futures: Any, path: Any, *, title: str | None = None) -> str:
+    """Write a PNG timeline of ``futures`` (see :func:`lambdamap.timeline.plot`; needs the ``plot`` extra)."""
+    from lambdamap.timeline import plot as _plot
+
+    return _plot(futures, path, title=title)
 
 
 def default_executor(**overrides: Any) -> Executor:

@@ -25,6 +25,7 @@ from lambdamap.invokers.base import Invoker
 from lambdamap.serialize import digest, dumps_calls, dumps_function, dumps_value
 from lambdamap.shared import ObjectRef, remember
 from lambdamap.storage.base import Storage
+from lambdamap.summary import JobSummary, summarize
 from lambdamap.task import TaskSpec, client_versions
 
 T = TypeVar("T")
@@ -169,6 +170,17 @@ class Executor:
     def jobs(self) -> list[JobState]:
         """The jobs this executor ran or is running (for summaries)."""
         return self._collector.jobs()
+
+    def job_summary(self, futures: Sequence[Future], *, memory_mb: int | None = None) -> JobSummary:
+        """Calls, invocations, times, cold starts, memory, storage traffic and (on Lambda) cost of ``futures``.
+
+        On Lambda the function's memory size prices the job; pass ``memory_mb`` to price a run elsewhere as if it
+        ran on Lambda.
+        """
+        if memory_mb is None:
+            memory_mb = getattr(self.invoker, "memory_mb", None)
+        return summarize(futures, self._collector.jobs(), memory_mb=memory_mb,
+                         architecture=getattr(self.invoker, "architecture", "x86_64"))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the executor. ``wait`` waits for submitted calls; ``cancel_futures`` cancels those not started.
