@@ -7,6 +7,8 @@
     lambdamap status   [AWS options]
     lambdamap cleanup  [--blobs] [AWS options]
     lambdamap destroy  [--delete-bucket] [AWS options]
+    lambdamap jobs     [--storage-dir DIR | AWS options]
+    lambdamap job ID   [--storage-dir DIR | AWS options]
 
 Each subcommand is one ``add_*`` function that adds its parser and sets ``handler`` (a function of the parsed
 arguments returning the exit code); :data:`COMMANDS` lists them. To add a command, write such a function and
@@ -210,8 +212,82 @@ def _destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False, parents=[_aws_options()])
+    parent.add_argument("--storage-dir", help="the shared folder of a local or Dask executor (its storage_dir)")
+    return parent
+
+
+def _job_storage(args: argparse.Namespace) -> tuple[Any, str]:
+    """The storage jobs live in: --storage-dir, else the configured backend's (a local folder or the S3 bucket)."""
+    from lambdamap.config import load_config
+    from lambdamap.errors import ConfigError
+
+    config = load_config()
+    prefix = args.prefix or config.prefix
+    storage_dir = args.storage_dir or config.storage_dir
+    if storage_dir:
+        from lambdamap.storage.local import LocalStorage
+
+        return LocalStorage(storage_dir), prefix
+    bucket = args.bucket or config.bucket
+    if bucket:
+        from lambdamap.storage.s3 import S3Storage
+
+        return S3Storage(bucket, region=args.region or config.region,
+                         endpoint_url=args.endpoint_url or config.endpoint_url), prefix
+    raise ConfigError("no shared storage to look in: pass --storage-dir DIR (the storage_dir of a local or Dask "
+                      "executor; the default temporary folder is private to one executor) or --bucket NAME, or set "
+                      "them in the lambdamap config")
+
+
+def add_jobs(subparsers: Subparsers) -> None:
+    jobs = subparsers.add_parser("jobs", parents=[_storage_options()],
+                                 help="list running jobs, and finished ones kept with keep=True")
+    jobs.set_defaults(handler=_jobs)
+    job = subparsers.add_parser("job", parents=[_storage_options()], help="the invocations of one job")
+    job.add_argument("job_id")
+    job.set_defaults(handler=_job)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from lambdamap.jobs import list_jobs
+
+    storage, prefix = _job_storage(args)
+    listing = list_jobs(storage, prefix)
+    if not listing:
+        _out("no jobs in storage (finished jobs are removed unless run with keep=True)")
+        return 0
+    _out(f"{'job':<26} {'state':<9} {'invocations':>11} {'results':>8}")
+    for job in listing:
+        _out(f"{job.job_id:<26} {job.state:<9} {job.invocations:>11} {job.results:>8}")
+    return 0
+
+
+def _job(args: argparse.Namespace) -> int:
+    from lambdamap.errors import ConfigError
+    from lambdamap.jobs import describe_job, list_jobs
+
+    storage, prefix = _job_storage(args)
+    listing = {j.job_id: j for j in list_jobs(storage, prefix)}
+    if args.job_id not in listing:
+        raise ConfigError(f"no job {args.job_id!r} in storage; `lambdamap jobs` lists the jobs there")
+    job = listing[args.job_id]
+    views = describe_job(storage, args.job_id, prefix)
+    _out(f"job {job.job_id}: {job.state}, {job.results} of {job.invocations} invocations reported")
+    _out(f"{'inv':>5} {'calls':>6} {'failed':>6} {'seconds':>8} {'warm':>5} {'MB':>6}  worker")
+    for v in views:
+        seconds = "-" if v.seconds is None else f"{v.seconds:.3f}"
+        memory = "-" if v.peak_memory_mb is None else f"{v.peak_memory_mb:.0f}"
+        _out(f"{v.invocation:>5} {v.calls:>6} {v.failed_calls:>6} {seconds:>8} {str(v.warm):>5} {memory:>6}  "
+             f"{v.worker_id} ({v.platform})" + (f"  setup error: {v.setup_error}" if v.setup_error else ""))
+    failed = sum(v.failed_calls for v in views)
+    _out(f"total: {sum(v.calls for v in views)} calls run, {failed} failed")
+    return 0
+
+
 #: Every subcommand, in help order.
-COMMANDS: list[AddCommand] = [add_runtime, add_deploy, add_status, add_cleanup, add_destroy]
+COMMANDS: list[AddCommand] = [add_runtime, add_deploy, add_status, add_cleanup, add_destroy, add_jobs]
 
 
 def register_command(add: AddCommand) -> AddCommand:

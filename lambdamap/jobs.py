@@ -1,0 +1,69 @@
+"""What is in storage: the jobs under a prefix and, for one job, its invocations (for ``lambdamap jobs``/``job``).
+
+Works on any storage the client can reach, while a job runs (pending invocations have arguments but no result
+record yet) or after it finished with ``keep=True``. Finished jobs without ``keep`` are removed from storage once
+their results are collected, so they are not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lambdamap import keys
+from lambdamap.storage.base import Storage
+from lambdamap.task import ResultRecord
+
+
+@dataclass(frozen=True)
+class JobListing:
+    job_id: str
+    invocations: int
+    results: int
+
+    @property
+    def state(self) -> str:
+        return "finished" if self.results >= self.invocations else "running"
+
+
+@dataclass(frozen=True)
+class InvocationView:
+    invocation: int
+    calls: int
+    failed_calls: int
+    seconds: float | None
+    worker_id: str
+    warm: bool
+    platform: str
+    peak_memory_mb: float | None
+    setup_error: str | None
+
+
+def list_jobs(storage: Storage, prefix: str = keys.DEFAULT_PREFIX) -> list[JobListing]:
+    """Jobs under ``prefix``, newest first (job ids start with their UTC submission time)."""
+    counts: dict[str, list[int]] = {}
+    for key in storage.list(keys.jobs_prefix(prefix)):
+        job_id = keys.job_id_from_key(key)
+        if job_id is None:
+            continue
+        entry = counts.setdefault(job_id, [0, 0])
+        if "/args/" in key:
+            entry[0] += 1
+        elif "/results/" in key:
+            entry[1] += 1
+    return [JobListing(job_id, inv, res) for job_id, (inv, res) in sorted(counts.items(), reverse=True)]
+
+
+def describe_job(storage: Storage, job_id: str, prefix: str = keys.DEFAULT_PREFIX) -> list[InvocationView]:
+    """One view per result record of ``job_id`` (pending invocations have none yet)."""
+    views = []
+    for key in storage.list(keys.results_prefix(prefix, job_id)):
+        record = ResultRecord.loads(storage.get(key))
+        views.append(InvocationView(
+            invocation=record.invocation, calls=record.calls_run, failed_calls=len(record.errors),
+            seconds=None if record.worker_end is None else record.worker_end - record.worker_start,
+            worker_id=record.worker_id, warm=record.warm, platform=record.platform,
+            peak_memory_mb=None if record.peak_memory_bytes is None else record.peak_memory_bytes / 2**20,
+            setup_error=None if record.setup_error_type is None
+            else f"{record.setup_error_type}: {record.setup_error_message}",
+        ))
+    return views
