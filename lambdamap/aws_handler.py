@@ -29,7 +29,7 @@ from typing import Any
 from lambdamap.errors import TaskTimeoutError, VersionMismatchError
 from lambdamap.serialize import dumps_exception
 from lambdamap.storage.base import Storage, storage_from_location
-from lambdamap.task import CallOutcome, ResultRecord, TaskSpec, client_versions
+from lambdamap.task import CallError, ResultRecord, TaskSpec, client_versions
 from lambdamap.worker import peak_memory_bytes, run_task, worker_id
 
 _cold = True  # the first event of this execution environment
@@ -118,8 +118,9 @@ def _failure_record(event: dict[str, Any], error: BaseException, facts: dict[str
         record.setup_error, record.setup_traceback = data, tb
         record.setup_error_type, record.setup_error_message = type(error).__qualname__, str(error)
     else:
-        record.outcomes = [CallOutcome(call_id=i, error=data, traceback=tb, error_type=type(error).__qualname__,
-                                       error_message=str(error)) for i in call_ids]
+        record.call_start = call_ids.start
+        record.errors = {i: CallError(error=data, traceback=tb, error_type=type(error).__qualname__,
+                                      error_message=str(error)) for i in call_ids}
     return record.dumps()
 
 
@@ -176,7 +177,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     finally:
         if watchdog is not None:
             watchdog.cancel()
-    failed = sum(not o.ok for o in record.outcomes) + (len(spec.call_ids) if record.setup_error_type else 0)
+    failed = spec.call_count if record.setup_error_type else len(record.errors)
     summary = {"ok": True, "job_id": spec.job_id, "invocation": spec.invocation, "attempt": spec.attempt,
                "calls": spec.call_count, "failed_calls": failed, "cold_start": cold,
                "seconds": round(time.time() - start, 3)}

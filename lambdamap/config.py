@@ -32,6 +32,7 @@ class Config:
 
     backend: str = "local"
     #: Local backend: worker processes (default: CPU count). Lambda: invocations in flight (default 100).
+    #: Dask: invocations in flight (default: the cluster's total worker threads).
     workers: int | None = None
     #: Local/Dask: folder for job objects (default: a temporary folder per executor).
     storage_dir: str | None = None

@@ -198,7 +198,8 @@ class Executor:
         if wait:
             import concurrent.futures as cf
 
-            cf.wait(pending)
+            # Cancelled futures may never reach a worker; waiting on them could block for ever.
+            cf.wait([f for f in pending if not f.cancelled()])
         self.invoker.close()
         self._collector.close()
         if self._on_shutdown is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import site
 import sys
 import sysconfig
 import threading
@@ -35,46 +36,56 @@ def digest(data: bytes) -> str:
 def _installed_roots() -> list[Path]:
     paths = sysconfig.get_paths()
     roots = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
+    roots.update(site.getsitepackages())
+    roots.add(site.getusersitepackages())
     return [Path(p).resolve() for p in roots]
 
 
 _INSTALLED_ROOTS = _installed_roots()
+_local_cache: tuple[int, list[ModuleType]] = (-1, [])
 
 
-def _local_package(obj: Any) -> ModuleType | None:
-    """The top-level package of ``obj``'s module if it is a user's local (not installed) module."""
-    module_name = getattr(obj, "__module__", None)
-    if not module_name or module_name == "__main__":
-        return None  # cloudpickle already pickles __main__ by value
-    top = module_name.split(".", 1)[0]
-    if top in _ALWAYS_BY_REFERENCE or top in sys.builtin_module_names:
-        return None
-    module = sys.modules.get(top)
+def _is_local(module: ModuleType) -> bool:
+    name = module.__name__
+    if name == "__main__" or name in _ALWAYS_BY_REFERENCE or name in sys.builtin_module_names:
+        return False  # cloudpickle already pickles __main__ by value
     file = getattr(module, "__file__", None)
-    if module is None or file is None:
-        return None
+    if not file:
+        return False
     path = Path(file).resolve()
-    if any(path.is_relative_to(root) for root in _INSTALLED_ROOTS):
-        return None
-    return module
+    return not any(path.is_relative_to(root) for root in _INSTALLED_ROOTS)
+
+
+def local_packages() -> list[ModuleType]:
+    """Loaded top-level modules that are the user's own files, not installed packages (recomputed when
+    ``sys.modules`` grows)."""
+    global _local_cache
+    count = len(sys.modules)
+    if _local_cache[0] != count:
+        tops = {name.split(".", 1)[0] for name in list(sys.modules)}
+        _local_cache = (count, [m for name in sorted(tops) if (m := sys.modules.get(name)) is not None
+                                and _is_local(m)])
+    return _local_cache[1]
+
+
+def _pickle(obj: Any) -> bytes:
+    """cloudpickle ``obj`` with every local module pickled by value, so remote workers need none of its files."""
+    with _by_value_lock:
+        added = [m for m in local_packages() if m.__name__ not in cloudpickle.list_registry_pickle_by_value()]
+        for module in added:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            for module in added:
+                cloudpickle.unregister_pickle_by_value(module)
 
 
 def dumps_function(fn: Callable[..., Any]) -> bytes:
     """Pickle the user's function (with its closure) or raise a :class:`SerializationError` naming it."""
     name = getattr(fn, "__qualname__", None) or repr(fn)
-    package = _local_package(fn) or _local_package(getattr(fn, "func", None))  # functools.partial too
     try:
-        if package is None:
-            return cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
-        with _by_value_lock:
-            already = package.__name__ in cloudpickle.list_registry_pickle_by_value()
-            if not already:
-                cloudpickle.register_pickle_by_value(package)
-            try:
-                return cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
-            finally:
-                if not already:
-                    cloudpickle.unregister_pickle_by_value(package)
+        return _pickle(fn)
     except Exception as exc:
         raise SerializationError(
             f"function {name!r} cannot be pickled: {type(exc).__name__}: {exc}. "
@@ -90,7 +101,7 @@ def dumps_calls(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], first_c
     On failure, name the first call and argument that cannot be pickled.
     """
     try:
-        return cloudpickle.dumps({"calls": list(calls), "env": extra_env}, protocol=pickle.HIGHEST_PROTOCOL)
+        return _pickle({"calls": list(calls), "env": extra_env})
     except Exception as batch_exc:
         for offset, (args, kwargs) in enumerate(calls):
             for label, value in [*((f"positional argument {i}", a) for i, a in enumerate(args)),
@@ -107,7 +118,8 @@ def dumps_calls(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], first_c
 
 
 def dumps_value(value: Any) -> bytes:
-    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    """Pickle a value (shared objects, results), local modules by value."""
+    return _pickle(value)
 
 
 def loads(data: bytes) -> Any:

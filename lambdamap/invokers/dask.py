@@ -103,13 +103,16 @@ def _probe(location: dict[str, str], key: str) -> dict[str, Any]:
     from lambdamap.serialize import digest
     from lambdamap.storage.base import storage_from_location
 
-    facts: dict[str, Any] = {"versions": client_versions(), "worker": _worker_address(), "digest": None}
+    facts: dict[str, Any] = {"versions": client_versions(), "worker": _worker_address(), "digest": None,
+                             "storage_error": None}
     if location.get("kind") == "local" and not Path(location["root"]).is_dir():
         return facts  # do not create a stray folder on a machine that does not share ours
     try:
         facts["digest"] = digest(storage_from_location(location).get(key))
     except ObjectNotFoundError:
         pass
+    except Exception as exc:  # noqa: BLE001 - e.g. no credentials for S3 on the worker: reported by the client
+        facts["storage_error"] = f"{type(exc).__name__}: {exc}"
     return facts
 
 
@@ -417,9 +420,15 @@ def preflight(client: Any, storage: Any, prefix: str, timeout: float) -> dict[st
                              + "; ".join(mismatch) + "): install the same versions on the workers")
     if facts["digest"] != digest(data):
         location = storage.location()
-        hint = (f"the folder {location.get('root')} is not shared with the workers (they run on another machine?): "
-                "pass storage_dir= a folder mounted at the same path on every worker, or storage=S3Storage(...)"
-                if location.get("kind") == "local" else "check the workers' credentials and endpoint")
+        if facts.get("storage_error"):
+            hint = (f"{facts['storage_error']}. Give the workers credentials for it (environment variables, "
+                    "a profile or an instance role) and make sure they reach its endpoint")
+        elif location.get("kind") == "local":
+            hint = (f"the folder {location.get('root')} is not shared with the workers (they run on another "
+                    "machine?): pass storage_dir= a folder mounted at the same path on every worker, or "
+                    "storage=S3Storage(...)")
+        else:
+            hint = "the probe object is not there for the workers: do they use another endpoint or bucket?"
         raise PreflightError(f"the Dask worker {facts['worker']} cannot read this executor's storage {location}: "
                              f"{hint}")
     return facts
@@ -481,7 +490,13 @@ def _release(client: Any, folder: str | None) -> None:
 
 
 def make_executor(config: Any) -> Any:
-    """Build the Dask executor from a :class:`~lambdamap.config.Config` (``dask_address``, ``storage_dir``,
-    ``workers`` = invocations in flight, ``prefix``, ``progress``)."""
-    return make_dask_executor(config.dask_address, storage_dir=config.storage_dir, prefix=config.prefix,
-                              progress=config.progress, max_in_flight=config.workers)
+    """Build the Dask executor from a :class:`~lambdamap.config.Config`: ``dask_address``; storage in
+    ``storage_dir`` if set, else in S3 ``bucket`` (with ``region``, ``endpoint_url``) if set, else a temporary
+    folder; ``workers`` = invocations in flight; ``prefix``; ``progress``."""
+    storage = None
+    if config.storage_dir is None and config.bucket is not None:
+        from lambdamap.storage.s3 import S3Storage
+
+        storage = S3Storage(config.bucket, region=config.region, endpoint_url=config.endpoint_url)
+    return make_dask_executor(config.dask_address, storage=storage, storage_dir=config.storage_dir,
+                              prefix=config.prefix, progress=config.progress, max_in_flight=config.workers)

@@ -113,3 +113,21 @@ def test_a_spec_from_another_lambdamap_version_is_reported_where_the_client_look
 def test_garbage_events_do_not_raise():
     assert aws_handler.lambda_handler({"hello": "world"}, context())["ok"] is False
     assert aws_handler.lambda_handler("not json at all", context())["ok"] is False
+
+
+def test_watchdog_record_fails_every_call_by_name_and_wins_over_a_late_record(storage, monkeypatch):
+    from lambdamap.errors import TaskTimeoutError
+
+    exits = []
+    monkeypatch.setattr(aws_handler.os, "_exit", exits.append)  # the real watchdog ends the process
+    spec = make_spec(storage, lambda x: x, [1, 2, 3])
+    gate = aws_handler._ResultGate(storage, spec.result_key)
+    aws_handler._time_out(gate, spec, 4.0, "its timeout of 2 s", {"cold_start": False}, 0.0)
+    assert exits == [1]
+    record = record_of(storage, spec)
+    assert sorted(record.errors) == [0, 1, 2] and record.extra["timed_out"] is True
+    for error in record.errors.values():
+        assert error.error_type == "TaskTimeoutError" and "its timeout of 2 s" in error.error_message
+        assert isinstance(pickle.loads(error.error), TaskTimeoutError)
+    gate.put(spec.result_key, b"the calls' own record, too late")
+    assert record_of(storage, spec).errors.keys() == {0, 1, 2}

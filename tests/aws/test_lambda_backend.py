@@ -117,7 +117,7 @@ def test_preflight_missing_bucket(local_aws, env_credentials):
     with LambdaProxy(local_aws.lam.endpoint_url) as proxy, pytest.raises(PreflightError) as info:
         lambdamap.lambda_executor(function_name=FUNCTION, bucket="no-such-bucket-lm", region=local_aws.region,
                                   endpoint_url=local_aws.s3.endpoint_url, lambda_endpoint_url=proxy.endpoint_url)
-    assert "'no-such-bucket-lm' does not exist" in str(info.value) and "local_aws s3 mb" in str(info.value)
+    assert "'no-such-bucket-lm' does not exist" in str(info.value) and "aws s3 mb" in str(info.value)
     _no_invokes(proxy)
 
 
