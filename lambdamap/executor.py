@@ -79,7 +79,11 @@ class Executor:
         self._shutdown = False
         self._versions = client_versions()
         self._collector = Collector(storage, invoker)
-        invoker.start(self._collector)
+        try:
+            invoker.start(self._collector)
+        except BaseException:
+            self._collector.close()  # or its thread would outlive the failed executor
+            raise
 
     # -- public API ---------------------------------------------------------------------------------------------
     def map(self, fn: Callable[[Any], T], iterable: Iterable[Any], *, chunksize: int | None = None,

@@ -134,6 +134,9 @@ class LambdaInvoker(Invoker):
         timeout = float(config.get("Timeout") or 900)
         self.completion_deadline = timeout + self.completion_margin
         self.function_config = config
+        # What the function is billed at, for job summaries' cost estimates.
+        self.memory_mb = int(config.get("MemorySize") or 128)
+        self.architecture = (config.get("Architectures") or ["x86_64"])[0]
         return config
 
     def _check_function(self, problems: list[str]) -> dict[str, Any] | None:

@@ -99,6 +99,15 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL (Linux), so no server
+    outlives a killed test run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process we started, then SIGKILL whatever is left of its process group."""
     if proc.poll() is None:
@@ -189,7 +198,7 @@ def seaweedfs(identities: list[tuple[str, str]] | None = None, *, timeout: float
     log = workdir / "weed.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=workdir, start_new_session=True)
+                                cwd=workdir, start_new_session=True, preexec_fn=_die_with_parent)
     server = Endpoint("seaweedfs", f"http://127.0.0.1:{ports[6]}", identities[0][0], identities[0][1], proc, log,
                       workdir=workdir)
     try:
@@ -303,7 +312,8 @@ def ministack(*, secret_key: str | None = None, env: dict[str, str] | None = Non
     log = workdir / "ministack.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=workdir, env=proc_env, start_new_session=True)
+                                cwd=workdir, env=proc_env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     server = Endpoint("ministack", f"http://127.0.0.1:{port}", ACCOUNT, secret_key, proc, log, workdir=workdir)
     try:
         _wait_http(server.endpoint_url + "/_ministack/health", proc, log, timeout, ok=lambda status: status == 200)

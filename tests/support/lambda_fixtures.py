@@ -44,9 +44,12 @@ def lambda_executor_for(stack: AwsStack, function_name: str = FUNCTION, *, endpo
 
 @pytest.fixture(scope="session")
 def lambda_backend(local_aws: AwsStack):
-    with lambda_executor_for(local_aws) as pwex:
+    pwex = lambda_executor_for(local_aws)
+    try:
         yield BackendUnderTest(name="lambda", executor=pwex, max_invocations=MAX_INVOCATIONS,
                                lost_worker_seconds=FUNCTION_TIMEOUT + COMPLETION_MARGIN + 20)
+    finally:
+        pwex.shutdown(wait=False, cancel_futures=True)  # the tests waited for what they needed; never hang here
     # Every payload the whole session sent went through the recording proxy: none may carry the secret key.
     leaked = [r.path for r in local_aws.proxy.invokes() if local_aws.s3.secret_key.encode() in r.body]
     assert not leaked, f"{len(leaked)} Lambda payload(s) contained the AWS secret key"
