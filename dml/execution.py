@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures as cf
 import functools
+import heapq
 import math
 import threading
 import time
@@ -24,6 +25,8 @@ from dml.tasks import NuisanceTask, TaskInputs, run
 #: Invocations per unit of the backend's parallelism a stage aims at: several, so that a slow invocation does not
 #: leave the other workers idle at the end, yet each invocation fits several learners (one data load, one start-up).
 INVOCATIONS_PER_WORKER = 4
+#: A batch size may leave the busiest worker this much more work than the best-balanced size (fewer invocations).
+BALANCE_SLACK = 1.05
 #: Lost or timed-out invocations are re-run this often; tasks are pure, so re-running one is always safe.
 RETRIES = 2
 
@@ -53,9 +56,28 @@ def _shutdown_shared() -> None:
         executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _makespan(n_tasks: int, size: int, parallelism: int) -> int:
+    """Fits the busiest worker runs when ``n_tasks`` equal fits go out in invocations of ``size``, first come first
+    served on ``parallelism`` workers."""
+    full, rest = divmod(n_tasks, size)
+    loads = [0] * parallelism
+    for batch in [size] * full + ([rest] if rest else []):
+        heapq.heapreplace(loads, loads[0] + batch)
+    return max(loads)
+
+
 def chunksize(n_tasks: int, parallelism: int) -> int:
-    """Tasks per invocation: about :data:`INVOCATIONS_PER_WORKER` invocations per worker."""
-    return max(1, math.ceil(n_tasks / (max(1, parallelism) * INVOCATIONS_PER_WORKER)))
+    """Tasks per invocation: at most enough for :data:`INVOCATIONS_PER_WORKER` invocations per worker, and among
+    those sizes the largest whose invocations spread evenly over the workers (within :data:`BALANCE_SLACK`).
+
+    E.g. 40 fits on 2 workers: 8 invocations of 5; 10 fits on 2 workers: 10 invocations of 1 (5 of 2 would keep one
+    worker busy for 3 of them while the other idles).
+    """
+    parallelism = max(1, parallelism)
+    largest = max(1, math.ceil(n_tasks / (parallelism * INVOCATIONS_PER_WORKER)))
+    spans = {size: _makespan(n_tasks, size, parallelism) for size in range(1, largest + 1)}
+    best = min(spans.values())
+    return max(size for size, span in spans.items() if span <= best * BALANCE_SLACK)
 
 
 def submit_stage(executor: lambdamap.Executor, tasks: Sequence[NuisanceTask],

@@ -5,7 +5,8 @@
     deploy(options) ─▶ identity (account, partition) ─▶ bucket: create or adopt; block public access, encryption,
         lifecycle rule for job objects ─▶ role: trust Lambda; AWSLambdaBasicExecutionRole + S3 on {prefix}/* only
         ─▶ layer: reuse the version with the same CodeSha256, else publish (through S3 when over 50 MB)
-        ─▶ function: create or update code and configuration; wait until Active / Successful; versions as tags
+        ─▶ function: create or update code and configuration; wait until Active / Successful; versions as tags;
+        async invocation config: Lambda never retries (lambdamap does), events kept at most 6 hours
         ─▶ client config file (backend = "lambda", function_name, bucket, region) for default_executor()
 
 The IAM policy documents (the function's execution policy, its trust policy and the policy a deploying user needs)
@@ -54,6 +55,14 @@ BASIC_EXECUTION_POLICY = "iam::aws:policy/service-role/AWSLambdaBasicExecutionRo
 #: How long to wait for a function to become Active / finish an update, and for a new role to be assumable.
 WAIT_SECONDS = 300
 ROLE_PROPAGATION_SECONDS = 120
+#: Lambda's own retries of a failed asynchronous invocation (AWS default 2). lambdamap re-runs lost invocations
+#: itself, as ``retries=`` allows; Lambda's retries would re-run a call that crashed its worker behind its back.
+ASYNC_RETRY_ATTEMPTS = 0
+#: How long Lambda keeps an event it has not run yet (seconds): 6 hours, the longest AWS allows. Lambda queues events
+#: while the function's concurrency is used up, and a map with more invocations than that relies on the queue;
+#: events older than this are dropped. It is well inside the shortest object expiry (1 day), so an event that runs
+#: late still finds its arguments.
+MAX_EVENT_AGE_S = 21600
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -103,7 +112,8 @@ def deployer_policy(name_prefix: str = NAME_PREFIX) -> dict[str, Any]:
              "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]},
             {"Sid": "Function", "Effect": "Allow", "Resource": fn, "Action": sorted([
                 "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:GetFunction", "lambda:TagResource",
-                "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration"])},
+                "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
+                "lambda:GetFunctionEventInvokeConfig", "lambda:PutFunctionEventInvokeConfig"])},
             {"Sid": "Layer", "Effect": "Allow", "Resource": [layer, f"{layer}:*"],
              "Action": ["lambda:DeleteLayerVersion", "lambda:GetLayerVersion", "lambda:PublishLayerVersion"]},
             {"Sid": "ListLayerVersions", "Effect": "Allow", "Resource": "*", "Action": "lambda:ListLayerVersions"},
@@ -442,6 +452,7 @@ def ensure_function(aws: Aws, layer: LayerBuild, layer_arn: str, role_arn: str, 
                     raise exc
         arn = created["FunctionArn"]
         _wait(lam, "function_active_v2", name)
+        ensure_async_config(aws)
         return arn
     current = existing["Configuration"]
     if (existing.get("Tags") or {}).get(MANAGED_TAG) != "true":
@@ -460,7 +471,41 @@ def ensure_function(aws: Aws, layer: LayerBuild, layer_arn: str, role_arn: str, 
         _wait(lam, "function_updated_v2", name)
     with _aws_errors(f"tag the function {name}"):
         lam.tag_resource(Resource=arn, Tags=tags)
+    ensure_async_config(aws)
     return arn
+
+
+def async_config() -> dict[str, int]:
+    """The function's asynchronous invocation settings (also in ``deploy/template.yaml``)."""
+    return {"MaximumRetryAttempts": ASYNC_RETRY_ATTEMPTS, "MaximumEventAgeInSeconds": MAX_EVENT_AGE_S}
+
+
+def read_async_config(aws: Aws) -> dict[str, Any] | None:
+    """The function's event invoke config, or None if it has none (Lambda then retries failed events twice)."""
+    name = aws.target.function_name
+    try:
+        return aws.client("lambda").get_function_event_invoke_config(FunctionName=name)
+    except Exception as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            with _aws_errors(f"read the asynchronous invocation config of the function {name}"):
+                raise exc
+        return None
+
+
+def ensure_async_config(aws: Aws) -> bool:
+    """Set :func:`async_config` on the function unless it is already so; returns whether it changed anything.
+
+    PutFunctionEventInvokeConfig replaces the whole config, so destinations someone added are passed on unchanged.
+    """
+    name, wanted = aws.target.function_name, async_config()
+    current = read_async_config(aws) or {}
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return False
+    destinations = {k: v for k, v in (current.get("DestinationConfig") or {}).items() if v}
+    extra = {"DestinationConfig": destinations} if destinations else {}
+    with _aws_errors(f"set the asynchronous invocation config of the function {name}"):
+        aws.client("lambda").put_function_event_invoke_config(FunctionName=name, **wanted, **extra)
+    return True
 
 
 def _wait(lam: Any, waiter: str, name: str) -> None:
@@ -530,7 +575,8 @@ def deploy(target: Target, layer: LayerBuild | str | os.PathLike[str], settings:
     layer_arn, reused, via_s3 = ensure_layer(aws, layer)
     step(f"layer {layer_arn}: " + ("unchanged" if reused else "published" + (" through S3" if via_s3 else "")))
     function_arn = ensure_function(aws, layer, layer_arn, role_arn, settings, role_is_new)
-    step(f"function {target.function_name}: active")
+    step(f"function {target.function_name}: active; failed asynchronous invocations are not retried by Lambda "
+         f"(lambdamap retries them), events are kept up to {MAX_EVENT_AGE_S // 3600} h")
     path = None
     if write_config:
         values = {"backend": "lambda", "function_name": target.function_name, "bucket": bucket, "region": aws.region,
@@ -556,6 +602,8 @@ class DeploymentStatus:
     bucket_exists: bool | None
     problems: list[str]
     notes: list[str] = field(default_factory=list)
+    #: The function's event invoke config (None: it has none, or the function does not exist).
+    async_config: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -571,6 +619,10 @@ class DeploymentStatus:
                       f"{f.get('MemorySize')} MB, timeout {f.get('Timeout')} s",
                       *(f"  layer {entry['Arn']} ({entry.get('CodeSize', 0) / 1e6:.1f} MB zipped)"
                         for entry in f.get("Layers", []))]
+            a = self.async_config or {}
+            lines.append(f"  async invocations: retried by Lambda {a.get('MaximumRetryAttempts', 2)} time(s), "
+                         f"events kept up to {a.get('MaximumEventAgeInSeconds', MAX_EVENT_AGE_S)} s"
+                         + ("" if self.async_config else " (AWS defaults: no event invoke config)"))
         names = ("python", "cloudpickle", "lambdamap")
         lines.append("versions  " + "  ".join(
             f"{n}: runtime {self.runtime_versions.get(n, '?')} / client {self.client_versions.get(n)}" for n in names))
@@ -596,7 +648,7 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
             with _aws_errors(f"read the function {name}"):
                 raise exc
         found = None
-    function, runtime, bucket = None, {}, target.bucket
+    function, runtime, bucket, async_conf = None, {}, target.bucket, None
     if found is None:
         problems.append(f"the function {name} does not exist in {aws.region}: run `lambdamap deploy`")
     else:
@@ -616,6 +668,15 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
             if runtime[key] != mine[key] and key not in unknown:
                 problems.append(f"{key} differs: runtime {runtime[key]}, client {mine[key]}. Redeploy for this client "
                                 f"(`lambdamap deploy --python {mine['python']}`) or install the runtime's version here")
+        async_conf = read_async_config(aws)
+        retries = (async_conf or {}).get("MaximumRetryAttempts", 2)  # no config: AWS retries twice
+        if retries != ASYNC_RETRY_ATTEMPTS:
+            fix = ("run `lambdamap deploy`" if tags.get(MANAGED_TAG) == "true" else
+                   f"set it to 0 (`aws lambda put-function-event-invoke-config --function-name {name} "
+                   "--maximum-retry-attempts 0`, or EventInvokeConfig in deploy/template.yaml)")
+            problems.append(f"Lambda retries failed asynchronous invocations {retries} time(s), so a call that crashes "
+                            f"its worker runs again behind lambdamap's back (which retries lost calls itself as "
+                            f"`retries=` allows): {fix}")
     exists = None
     if bucket:
         try:
@@ -629,7 +690,7 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
             problems.append(f"the bucket {bucket} does not exist: run `lambdamap deploy`")
     return DeploymentStatus(function_name=name, region=aws.region, function=function, runtime_versions=runtime,
                             client_versions=mine, bucket=bucket, bucket_exists=exists, problems=problems,
-                            notes=notes)
+                            notes=notes, async_config=async_conf)
 
 
 def _bucket_from_function(aws: Aws) -> str | None:

@@ -7,6 +7,7 @@ pickled by reference as usual.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 import site
@@ -45,6 +46,16 @@ _INSTALLED_ROOTS = _installed_roots()
 _local_cache: tuple[int, list[ModuleType]] = (-1, [])
 
 
+@functools.cache
+def _is_install_folder(entry: str) -> bool:
+    """Whether a sys.path folder is where packages get installed (site-packages, a Lambda layer's /opt/python, a
+    ``pip --target`` folder): it holds distribution metadata, which a user's project folder does not."""
+    try:
+        return any(p.suffix in (".dist-info", ".egg-info") for p in Path(entry).iterdir())
+    except OSError:
+        return False
+
+
 def _is_local(module: ModuleType) -> bool:
     name = module.__name__
     if name == "__main__" or name in _ALWAYS_BY_REFERENCE or name in sys.builtin_module_names:
@@ -53,7 +64,12 @@ def _is_local(module: ModuleType) -> bool:
     if not file:
         return False
     path = Path(file).resolve()
-    return not any(path.is_relative_to(root) for root in _INSTALLED_ROOTS)
+    if any(path.is_relative_to(root) for root in _INSTALLED_ROOTS):
+        return False
+    for entry in sys.path:
+        if entry and path.is_relative_to(Path(entry).resolve()) and _is_install_folder(entry):
+            return False
+    return True
 
 
 def local_packages() -> list[ModuleType]:

@@ -9,6 +9,9 @@ deployed here is the minimal one plus boto3; the real Lambda runtime provides bo
 
 from __future__ import annotations
 
+import os
+import time
+
 import boto3
 import pytest
 from support.aws_servers import ministack
@@ -28,7 +31,21 @@ def _fail(x):
     raise Boom(f"no {x}")
 
 
-def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aws_env, monkeypatch, capsys):
+def _runs_then_crashes(path: str) -> None:
+    with open(path, "a") as f:
+        f.write("ran\n")
+    os._exit(3)  # the worker dies: Lambda sees a function error
+
+
+def _wait_for_lines(path, at_least: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (not path.exists() or len(path.read_text().splitlines()) < at_least):
+        time.sleep(0.2)
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aws_env, monkeypatch, capsys, caplog,
+                                                              tmp_path):
     with ministack() as lam:
         url = lam.endpoint_url
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", lam.access_key)
@@ -45,16 +62,24 @@ def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aw
                                              "lambda_endpoint_url": url}
         iam = boto3.client("iam", region_name=lam.region, endpoint_url=url)
         assert iam.get_role(RoleName="lambdamap-runtime-role")["Role"]["RoleName"] == "lambdamap-runtime-role"
+        api = boto3.client("lambda", region_name=lam.region, endpoint_url=url)
+        async_config = api.get_function_event_invoke_config(FunctionName="lambdamap-runtime")
+        assert (async_config["MaximumRetryAttempts"], async_config["MaximumEventAgeInSeconds"]) == (0, 21600)
 
-        assert cli.main(deploy) == 0  # idempotent
+        api.put_function_event_invoke_config(FunctionName="lambdamap-runtime", MaximumRetryAttempts=2)
+        assert cli.main(["status", *where]) == 1
+        assert "Lambda retries failed asynchronous invocations 2 time(s)" in capsys.readouterr().out
+        assert cli.main(deploy) == 0  # idempotent, and repairs what differs
         assert ": unchanged" in capsys.readouterr().out
+        assert api.get_function_event_invoke_config(FunctionName="lambdamap-runtime")["MaximumRetryAttempts"] == 0
 
         monkeypatch.delenv("AWS_ENDPOINT_URL")  # from here on the client works from the config file alone
         assert cli.main(["status"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         assert "Active" in out and "ok: the runtime matches this client" in out
 
-        with lambdamap.default_executor(progress=False) as pwex:
+        with caplog.at_level("WARNING", logger="lambdamap"), lambdamap.default_executor(progress=False) as pwex:
+            assert "retries failed" not in caplog.text  # the client's preflight finds Lambda's retries off
             assert pwex.backend == "lambda"
             offset = 5
             futures = pwex.map(lambda x: x * x + offset, range(12), chunksize=3, keep=True)
@@ -62,6 +87,17 @@ def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aw
             assert {f.stats.platform for f in futures} == {"lambda"}
             with pytest.raises(Boom, match="no 7"):
                 pwex.submit(_fail, 7).result(timeout=240)
+
+        # A call that kills its worker runs once: MiniStack, like Lambda, would re-run it (after 1 s, then 2 s)
+        # if the function's MaximumRetryAttempts were not 0. Its future is left to the shutdown below.
+        runs = tmp_path / "runs.txt"
+        crashing = lambdamap.default_executor(progress=False)
+        try:
+            crashing.submit(_runs_then_crashes, str(runs))
+            assert _wait_for_lines(runs, 1, timeout=120) == 1
+            assert _wait_for_lines(runs, 2, timeout=10) == 1
+        finally:
+            crashing.shutdown(wait=False, cancel_futures=True)
 
         s3 = boto3.client("s3", region_name=lam.region, endpoint_url=url)
         kept = s3.list_objects_v2(Bucket=bucket, Prefix="lambdamap/jobs/").get("KeyCount", 0)
@@ -75,5 +111,7 @@ def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aw
         out = capsys.readouterr().out
         assert "deleted the function lambdamap-runtime" in out and "deleted the role" in out
         assert f"deleted the bucket {bucket}" in out
+        with pytest.raises(api.exceptions.ResourceNotFoundException):  # the event invoke config went too
+            api.get_function_event_invoke_config(FunctionName="lambdamap-runtime")
         assert cli.main(["status"]) == 1
         assert "does not exist" in capsys.readouterr().out

@@ -27,7 +27,7 @@ REGION = "eu-central-1"
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = f"lambdamap-{ACCOUNT}-{REGION}"
 MUTATING = {"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration", "PublishLayerVersion",
-            "CreateRole", "CreateBucket", "UpdateAssumeRolePolicy"}
+            "CreateRole", "CreateBucket", "UpdateAssumeRolePolicy", "PutFunctionEventInvokeConfig"}
 
 
 def _target(**kw) -> d.Target:
@@ -65,6 +65,9 @@ def test_deploy_creates_bucket_role_layer_and_function_and_writes_the_config(ses
     assert tags["lambdamap:managed"] == "true" and tags["lambdamap:bucket"] == BUCKET
     assert (tags["lambdamap:python"], tags["lambdamap:cloudpickle"], tags["lambdamap:version"]) == (
         py, client_versions()["cloudpickle"], lambdamap.__version__)
+    async_config = lam.get_function_event_invoke_config(FunctionName="lambdamap-runtime")
+    assert (async_config["MaximumRetryAttempts"], async_config["MaximumEventAgeInSeconds"]) == (0, 6 * 3600)
+    assert any("not retried by Lambda" in step for step in result.steps)
 
     layer = _layer_version(lam, result.layer_version_arn)
     assert layer["Content"]["CodeSha256"] == minimal_layer.code_sha256
@@ -100,7 +103,9 @@ def test_a_second_deploy_changes_nothing(session, minimal_layer):
     session.recorder.clear()
     again = d.deploy(_target(), minimal_layer, session=session)
     assert again.layer_reused
-    assert not MUTATING & set(session.recorder.operations())
+    ops = set(session.recorder.operations())
+    assert "GetFunctionEventInvokeConfig" in ops  # checked, and found as it should be
+    assert not MUTATING & ops
     versions = session.client("lambda").list_layer_versions(LayerName="lambdamap-runtime-layer")["LayerVersions"]
     assert len(versions) == 1
 
@@ -183,6 +188,11 @@ def test_other_peoples_function_role_and_buckets_are_left_alone(session, minimal
     with pytest.raises(DeploymentError, match="lambdamap-other was not deployed by `lambdamap deploy`"):
         d.destroy(_target(function_name="lambdamap-other"), session=session)
     assert lam.get_function(FunctionName="lambdamap-other")["Configuration"]["Handler"] == "x.y"
+    report = d.status(_target(function_name="lambdamap-other"), session=session)
+    (problem,) = report.problems  # without an event invoke config Lambda retries failed events twice
+    assert "retries failed asynchronous invocations 2 time(s)" in problem
+    assert "put-function-event-invoke-config --function-name lambdamap-other --maximum-retry-attempts 0" in problem
+    lam.put_function_event_invoke_config(FunctionName="lambdamap-other", **d.async_config())  # as template.yaml
     report = d.status(_target(function_name="lambdamap-other"), session=session)  # e.g. deployed with SAM
     assert report.ok, report.problems
     assert report.runtime_versions == {"python": py, "cloudpickle": "unknown", "lambdamap": "unknown"}
@@ -233,6 +243,38 @@ def test_status_reports_versions_and_mismatches(session, minimal_layer):
     assert "cloudpickle differs: runtime 0.0.1" in problem and "lambdamap deploy --python" in problem
 
 
+def test_lambdas_own_retries_are_reported_and_turned_off_keeping_destinations(session, minimal_layer):
+    d.deploy(_target(), minimal_layer, session=session)
+    lam = session.client("lambda")
+    # moto's PutFunctionEventInvokeConfig appends where AWS replaces (GET answers the first), so the state is
+    # changed by deleting first, and what deploy sends is checked on the request.
+    lam.delete_function_event_invoke_config(FunctionName="lambdamap-runtime")
+    report = d.status(_target(), session=session)
+    (problem,) = report.problems
+    assert "retries failed asynchronous invocations 2 time(s)" in problem and "run `lambdamap deploy`" in problem
+    assert "(AWS defaults: no event invoke config)" in report.render()
+
+    session.recorder.clear()
+    d.deploy(_target(), minimal_layer, session=session)
+    assert "PutFunctionEventInvokeConfig" in session.recorder.operations()
+    report = d.status(_target(), session=session)
+    assert report.ok, report.problems
+    assert "async invocations: retried by Lambda 0 time(s), events kept up to 21600 s" in report.render()
+
+    lam.delete_function_event_invoke_config(FunctionName="lambdamap-runtime")
+    dlq = f"arn:aws:sqs:{REGION}:{ACCOUNT}:lambdamap-failed"
+    lam.put_function_event_invoke_config(FunctionName="lambdamap-runtime", MaximumRetryAttempts=1,
+                                         DestinationConfig={"OnFailure": {"Destination": dlq}})
+    assert "1 time(s)" in d.status(_target(), session=session).problems[0]
+    sent = []
+    session.events.register("provide-client-params.lambda.PutFunctionEventInvokeConfig",
+                            lambda params, **_: sent.append(dict(params)))
+    d.deploy(_target(), minimal_layer, session=session)
+    assert sent == [{"FunctionName": "lambdamap-runtime", "MaximumRetryAttempts": 0,
+                     "MaximumEventAgeInSeconds": d.MAX_EVENT_AGE_S,
+                     "DestinationConfig": {"OnFailure": {"Destination": dlq}}}]
+
+
 def test_cleanup_deletes_job_objects_only(session, minimal_layer):
     d.deploy(_target(), minimal_layer, session=session)
     s3 = session.client("s3")
@@ -262,6 +304,8 @@ def test_destroy_removes_function_layers_and_role_and_the_bucket_only_when_asked
     assert lam.list_layer_versions(LayerName="lambdamap-runtime-layer")["LayerVersions"] == []
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_role(RoleName="lambdamap-runtime-role")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):  # its event invoke config went with it
+        lam.get_function_event_invoke_config(FunctionName="lambdamap-runtime")
 
     done = d.destroy(_target(bucket=BUCKET), delete_bucket=True, session=session)  # re-runnable
     assert any("kept the bucket" in m and "notes/keep.txt" in m for m in done)

@@ -98,6 +98,9 @@ def test_the_templates_bucket_function_and_layer(rendered, template):
     assert fn["Handler"] == d.HANDLER and fn["Layers"] == ["LAYER"]
     assert fn["Runtime"] == "python3.12" and fn["Architectures"] == ["x86_64"]
     assert fn["MemorySize"] == d.DEFAULT_MEMORY_MB and fn["Timeout"] == d.DEFAULT_TIMEOUT_S
+    # Lambda must not retry crashed calls itself (lambdamap does, as retries= allows): both ways deploy say so.
+    assert fn["EventInvokeConfig"] == d.async_config()
+    assert fn["EventInvokeConfig"]["MaximumRetryAttempts"] == d.async_config()["MaximumRetryAttempts"] == 0
     params = template["Parameters"]
     assert {"MemorySize", "Timeout", "Architecture", "PythonVersion"} <= set(params)
     assert params["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]

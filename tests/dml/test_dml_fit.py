@@ -191,10 +191,13 @@ def test_lambda_cost_formula_and_records():
     assert execution._cost(FakeExecutor(), [Fut()]) is None
 
 
-def test_chunksize_batches_tasks():
-    assert execution.chunksize(40, 2) == 5
+def test_chunksize_batches_tasks_and_keeps_workers_evenly_busy():
+    assert execution.chunksize(40, 2) == 5  # 8 invocations, 4 per worker
+    assert execution.chunksize(10, 2) == 1  # 5 invocations of 2 would take 3 rounds on 2 workers
+    assert execution.chunksize(45, 2) == 6  # 7 x 6 + 3: the busiest worker runs 24 fits, 23 is the best possible
     assert execution.chunksize(40, 1000) == 1
     assert execution.chunksize(1, 2) == 1
+    assert execution.chunksize(400, 4) == 25
 
 
 def test_default_executor_is_shared_and_reused():

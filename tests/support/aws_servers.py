@@ -9,6 +9,8 @@
 * :func:`create_handler_function` — CreateFunction with a ``provided.al2023`` bootstrap that runs a handler with this
   interpreter through ``awslambdaric`` (the official runtime interface client), so the handler sees the same
   lambdamap and cloudpickle as the tests.
+* :meth:`Endpoint.halt` / :meth:`Endpoint.restart` — stop a server (as a crash or a clean stop) and bring it back
+  on the same ports with the same data, for outage tests (SeaweedFS only).
 * :func:`aws_stack` — all of the above wired together: one identity accepted by SeaweedFS and handed by MiniStack to
   handlers, a bucket, and the proxy.
 
@@ -153,6 +155,26 @@ class Endpoint:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def halt(self, *, crash: bool = True) -> None:
+        """Stop the server but keep its folder, so :meth:`restart` brings back its data on the same ports.
+        ``crash=True`` kills it at once (SIGKILL, as a crashed or unplugged server); False stops it cleanly."""
+        if crash and self.running():
+            self.process.kill()
+            self.process.wait(timeout=10)
+        _stop(self.process)
+
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the server again after :meth:`halt` (same command, ports and data) and wait until it serves."""
+        start: Callable[[float], subprocess.Popen[bytes]] | None = self.extra.get("start")
+        if start is None:
+            raise ServerError(f"{self.name} cannot be restarted (no start command recorded)")
+        if self.running():
+            raise ServerError(f"{self.name} is still running (pid {self.pid}): halt() it first")
+        self.process = start(timeout)
+
     def log_tail(self, lines: int = 30) -> str:
         return _tail(self.log, lines)
 
@@ -196,15 +218,26 @@ def seaweedfs(identities: list[tuple[str, str]] | None = None, *, timeout: float
             *(f"-{name}={port}" for name, port in zip(names, ports, strict=True)), f"-s3.config={workdir / 's3.json'}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-master.telemetry=false"]
     log = workdir / "weed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=workdir, start_new_session=True, preexec_fn=_die_with_parent)
-    server = Endpoint("seaweedfs", f"http://127.0.0.1:{ports[6]}", identities[0][0], identities[0][1], proc, log,
-                      workdir=workdir)
-    try:
+
+    def launch() -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:  # appended: a restart keeps the earlier log
+            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=workdir, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def ready(wait: float) -> None:
         # The S3 port answers 403 to an unsigned request once the filer behind it is up.
-        _wait_http(server.endpoint_url + "/", proc, log, timeout, ok=lambda status: status in (200, 403))
-        _wait_s3_ready(server, proc, log, timeout)
+        _wait_http(server.endpoint_url + "/", server.process, log, wait, ok=lambda status: status in (200, 403))
+        _wait_s3_ready(server, server.process, log, wait)
+
+    def restart(wait: float) -> subprocess.Popen[bytes]:
+        server.process = launch()  # set first: stopped by the caller's cleanup even if it never becomes ready
+        ready(wait)
+        return server.process
+
+    server = Endpoint("seaweedfs", f"http://127.0.0.1:{ports[6]}", identities[0][0], identities[0][1], launch(), log,
+                      workdir=workdir, extra={"start": restart})
+    try:
+        ready(timeout)
         yield server
     finally:
         server.stop()
@@ -367,18 +400,23 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     throttled: bool
+    dropped: bool = False  # accepted (202) but never forwarded: a lost event
 
 
 class LambdaProxy:
-    """Forwards HTTP requests to ``upstream`` and records them; can answer Invoke calls with 429.
+    """Forwards HTTP requests to ``upstream`` and records them; can answer Invoke calls with 429, or drop them.
 
     ``throttle_rate`` (Invoke calls per second, token bucket of ``throttle_burst``) makes it answer the excess with
     AWS's exact throttling response: status 429, ``x-amzn-ErrorType: TooManyRequestsException``. None = never.
+    ``drop_invokes`` is a predicate on an Invoke's payload: True answers 202 Accepted, as Lambda does for an
+    asynchronous invoke, without forwarding it, so the event is accepted but never runs (a lost invocation).
     """
 
-    def __init__(self, upstream: str, *, throttle_rate: float | None = None, throttle_burst: int = 1) -> None:
+    def __init__(self, upstream: str, *, throttle_rate: float | None = None, throttle_burst: int = 1,
+                 drop_invokes: Callable[[bytes], bool] | None = None) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.requests: list[RecordedRequest] = []
+        self.drop_invokes = drop_invokes
         self.throttle_rate = throttle_rate
         self.throttle_burst = throttle_burst
         self._tokens = float(throttle_burst)
@@ -398,8 +436,15 @@ class LambdaProxy:
                 headers = {k: v for k, v in self.headers.items()}
                 is_invoke = self.command == "POST" and self.path.split("?")[0].endswith("/invocations")
                 throttled = is_invoke and proxy._take_throttle()
+                dropped = is_invoke and not throttled and proxy.drop_invokes is not None and proxy.drop_invokes(body)
                 with proxy._lock:
-                    proxy.requests.append(RecordedRequest(self.command, self.path, headers, body, throttled))
+                    proxy.requests.append(RecordedRequest(self.command, self.path, headers, body, throttled, dropped))
+                if dropped:
+                    self.send_response(202)  # what Lambda answers an accepted asynchronous invoke
+                    self.send_header("x-amzn-RequestId", secrets.token_hex(16))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if throttled:
                     payload = b'{"Reason":"CallerRateLimitExceeded","Type":"User","message":"Rate Exceeded."}'
                     self.send_response(429)

@@ -1,0 +1,190 @@
+"""Fault injection on S3: the S3 server (SeaweedFS) stops in the middle of Lambda jobs (MiniStack runs our handler).
+
+Both sides see an outage. The client stores a job's inputs, and its collector lists and reads result records; the
+workers load inputs and write their record. botocore retries connection errors on both sides, so a short outage
+costs time, not results. A long one ends in a clear StorageError naming the endpoint: never a silent gap, never a
+hang. A worker that cannot write its record is lost, found by its deadline, and re-run while ``retries`` allow.
+
+The server under test is a SeaweedFS of this module's own (the session's stays up for the other tests), with the
+identity MiniStack hands to handlers; it is stopped with SIGKILL (a crash) and restarted on the same ports and data.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from support.aws_servers import ACCOUNT, AwsStack, Endpoint, create_bucket, seaweedfs
+from support.lambda_fixtures import COMPLETION_MARGIN, FUNCTION, SHORT_FUNCTION, SHORT_TIMEOUT
+
+import lambdamap
+from lambdamap.errors import StorageError, WorkerLostError
+from lambdamap.invokers.aws_lambda import LambdaInvoker
+from lambdamap.storage.s3 import S3Storage
+
+pytestmark = pytest.mark.timeout(120)
+
+BUCKET = "lambdamap-faults"
+
+
+@pytest.fixture(scope="module")
+def s3_server(local_aws: AwsStack):
+    with seaweedfs([(ACCOUNT, local_aws.lam.secret_key)]) as server:
+        create_bucket(server, BUCKET)
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: Endpoint):
+    """The module's SeaweedFS, running before and after each test (a failed test may leave it stopped)."""
+    if not s3_server.running():
+        s3_server.restart()
+    yield s3_server
+    if not s3_server.running():
+        s3_server.restart()
+
+
+@pytest.fixture
+def marks(tmp_path) -> Path:
+    path = tmp_path / "marks"
+    path.mkdir()
+    return path
+
+
+def executor_on(stack: AwsStack, server: Endpoint, function: str = FUNCTION, *, max_attempts: int = 10,
+                completion_margin: float = COMPLETION_MARGIN) -> lambdamap.Executor:
+    """A Lambda executor with its data on ``server``; ``max_attempts`` bounds the client's S3 retries per request
+    (the workers keep S3Storage's default)."""
+    session = server.session()
+    storage = S3Storage(BUCKET, region=stack.region, endpoint_url=server.endpoint_url, session=session,
+                        max_attempts=max_attempts)
+    invoker = LambdaInvoker(function, region=stack.region, endpoint_url=stack.lambda_endpoint_url, session=session,
+                            max_workers=16, storage=storage, completion_margin=completion_margin)
+    return lambdamap.Executor(storage, invoker, progress=False, backend="lambda")
+
+
+def marking(marks: Path, seconds_per_input: float = 0.0, base: float = 0.0):
+    """A function that leaves one file per execution in ``marks`` when it starts (handlers run on this machine),
+    then sleeps ``base + seconds_per_input * x``."""
+
+    def run(x):
+        (marks / f"{x}-{uuid.uuid4().hex}").touch()
+        time.sleep(base + seconds_per_input * x)
+        return x * 2
+
+    return run
+
+
+def runs_per_input(marks: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for path in marks.iterdir():
+        x = int(path.name.split("-")[0])
+        counts[x] = counts.get(x, 0) + 1
+    return counts
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, marks, caplog):
+    n = 12
+    # Two attempts per client request: the collector's listing fails during the outage and must carry on.
+    with caplog.at_level("WARNING", logger="lambdamap"), executor_on(local_aws, s3, max_attempts=2) as pwex:
+        futures = pwex.map(marking(marks, seconds_per_input=0.4, base=0.5), range(n), chunksize=1)
+        done, _ = lambdamap.wait(futures, lambdamap.ANY_COMPLETED, timeout=60)
+        assert done, "no call finished before the outage"
+        down_at = time.time()
+        s3.halt()
+        unfinished = sum(not f.done() for f in futures)
+        time.sleep(3.0)
+        s3.restart()
+        up_at = time.time()
+        results = lambdamap.get_all_results(futures, timeout=90)
+        assert pwex._collector._thread.is_alive()
+        assert pwex.submit(abs, -7).result(timeout=60) == 7  # the executor is still usable
+    assert results == [x * 2 for x in range(n)]
+    assert runs_per_input(marks) == {x: 1 for x in range(n)}  # no call was lost and re-run
+    assert unfinished >= n // 2, "the outage came too late to test anything"
+    # Workers whose call ended while the server was down had to retry writing their record.
+    ended_in_outage = [f.call_id for f in futures if down_at < f.stats.function_end < up_at]
+    assert ended_in_outage, "no worker finished during the outage"
+    # The client saw the outage too: its listing of results failed, and the collector carried on.
+    assert "cannot list" in caplog.text and s3.endpoint_url in caplog.text
+
+
+def test_a_job_submitted_during_a_short_outage_waits_for_the_server(local_aws, s3):
+    with executor_on(local_aws, s3) as pwex:
+        s3.halt()
+        outage = 3.0
+        restarter = threading.Timer(outage, s3.restart)
+        restarter.start()
+        started = time.monotonic()
+        try:
+            futures = pwex.map(abs, [-x for x in range(6)], chunksize=1)  # storing inputs: botocore retries
+        finally:
+            restarter.join(timeout=60)
+        assert time.monotonic() - started >= outage
+        assert lambdamap.get_all_results(futures, timeout=60) == list(range(6))
+
+
+def test_a_long_outage_fails_the_job_with_a_clear_storage_error(local_aws, s3):
+    with executor_on(local_aws, s3, SHORT_FUNCTION, max_attempts=2) as pwex:
+        futures = pwex.map(abs, [-x for x in range(4)], chunksize=1)
+        s3.halt()  # and it stays down: no worker can load its inputs, the client cannot list results
+        started = time.monotonic()
+        done, not_done = lambdamap.wait(futures, timeout=60)
+        elapsed = time.monotonic() - started
+        assert not not_done
+        for fut in futures:
+            error = fut.exception()
+            assert isinstance(error, StorageError), repr(error)
+            message = str(error)
+            assert f"call {fut.call_id} of job {fut.job_id}" in message
+            assert s3.endpoint_url in message and "cannot be read" in message
+        assert elapsed < SHORT_TIMEOUT + COMPLETION_MARGIN + 15
+        # A job submitted while the server is down fails at once with the same clear error, and invokes nothing.
+        invokes = len(local_aws.proxy.invokes())
+        with pytest.raises(StorageError, match=f"at {s3.endpoint_url}"):
+            pwex.map(abs, [1, 2])
+        assert len(local_aws.proxy.invokes()) == invokes
+        s3.restart()
+        assert pwex.submit(abs, -5).result(timeout=60) == 5  # the executor works again once the server is back
+
+
+def test_workers_that_cannot_write_their_record_are_rerun_when_retries_allow(local_aws, s3, marks):
+    n = 3
+    margin = 10.0  # the server is back before the deadline (function timeout + margin), so retries can succeed
+    retried_marks, unretried_marks = marks / "retried", marks / "unretried"
+    retried_marks.mkdir()
+    unretried_marks.mkdir()
+    with executor_on(local_aws, s3, SHORT_FUNCTION, completion_margin=margin) as pwex:
+        started = time.monotonic()
+        retried = pwex.map(marking(retried_marks, base=2.0), range(n), chunksize=1, retries=1)
+        unretried = pwex.map(marking(unretried_marks, base=2.0), range(n), chunksize=1)
+        # Once every call runs, the server goes: the workers' final write fails, the function's time limit ends
+        # them (SHORT_TIMEOUT after their call started, at most), and only then does the server come back.
+        wait_for(lambda: len(os.listdir(retried_marks)) + len(os.listdir(unretried_marks)) == 2 * n, 60,
+                 "every call to start")
+        s3.halt()
+        time.sleep(SHORT_TIMEOUT + 0.5)
+        s3.restart()
+        assert time.monotonic() - started < SHORT_TIMEOUT + margin, "the server came back after the deadline"
+        assert lambdamap.get_all_results(retried, timeout=90) == [x * 2 for x in range(n)]
+        done, not_done = lambdamap.wait(unretried, timeout=30)
+        assert not not_done
+    assert all(f.stats.attempts == 2 for f in retried)
+    assert runs_per_input(retried_marks) == {x: 2 for x in range(n)}  # the first run's record never landed
+    assert runs_per_input(unretried_marks) == {x: 1 for x in range(n)}
+    for fut in unretried:
+        error = fut.exception()
+        assert isinstance(error, WorkerLostError), repr(error)
+        assert f"call {fut.call_id} of job {fut.job_id}" in str(error) and "no result after" in str(error)
