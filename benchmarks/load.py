@@ -90,11 +90,12 @@ def local_figures(n: int) -> dict[str, float]:
 
 def lambda_figures(n: int, max_invocations: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "tests"))
+    from support.aws_servers import aws_stack
+
     import lambdamap
     from lambdamap.invokers.aws_lambda import LambdaInvoker
     from lambdamap.storage.base import CountingStorage
     from lambdamap.storage.s3 import S3Storage
-    from support.aws_servers import aws_stack
 
     with aws_stack() as stack:
         stack.create_function("lambdamap-runtime", timeout=120)

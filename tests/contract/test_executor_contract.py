@@ -72,7 +72,7 @@ def test_numpy_and_pandas_in_and_out(backend):
     rng = np.random.default_rng(0)
     arrays = [rng.normal(size=(20, 3)) for _ in range(4)]
     futures = backend.executor.map(lambda a: (a @ a.T, pd.DataFrame(a).describe()), arrays)
-    for a, (gram, frame) in zip(arrays, lambdamap.get_all_results(futures)):
+    for a, (gram, frame) in zip(arrays, lambdamap.get_all_results(futures), strict=True):
         np.testing.assert_array_equal(gram, a @ a.T)
         pd.testing.assert_frame_equal(frame, pd.DataFrame(a).describe())
 
@@ -122,7 +122,7 @@ def test_cancel_is_consistent(backend):
     futures = backend.executor.map(time.sleep, [0.5] * 6, chunksize=1)
     cancelled = [f.cancel() for f in futures]
     lambdamap.wait(futures, timeout=120)
-    for fut, was_cancelled in zip(futures, cancelled):
+    for fut, was_cancelled in zip(futures, cancelled, strict=True):
         if was_cancelled:
             assert fut.cancelled()
             with pytest.raises(cf.CancelledError):
