@@ -157,7 +157,7 @@ def fit_plr(data: Any, y: str, d: str | Sequence[str], x: str | Sequence[str] | 
                         draw_sample_splitting=False)
     model.set_sample_splitting(splits.to_smpls(fold_ids))
 
-    executor = executor or shared_executor()
+    executor = shared_executor() if executor is None else executor
     planner = _Planner(fold_ids, learners, seed)
     n_d = len(prep.d)
     inputs = TaskInputs(data=executor.put(prep.data), folds=executor.put(fold_ids), learners=executor.put(learners))
@@ -211,7 +211,7 @@ def fit_irm(data: Any, y: str, d: str | Sequence[str], x: str | Sequence[str] | 
                         draw_sample_splitting=False)
     model.set_sample_splitting(splits.to_smpls(fold_ids))
 
-    executor = executor or shared_executor()
+    executor = shared_executor() if executor is None else executor
     learners = {"ml_g": ml_g, "ml_m": ml_m}
     planner = _Planner(fold_ids, learners, seed)
     inputs = TaskInputs(data=executor.put(prep.data), folds=executor.put(fold_ids), learners=executor.put(learners))

@@ -4,7 +4,9 @@ One background thread per executor. Invokers report ``finished`` / ``lost`` thro
 :class:`~lambdamap.invokers.base.InvocationSink` methods, which only enqueue; the thread reads the result record from
 storage and completes the invocation's futures. For invokers that cannot report completion (Lambda's asynchronous
 invoke) the thread lists each pending job's results prefix at an adaptive interval and treats an invocation whose
-record has not appeared by the invoker's ``completion_deadline`` as lost. Lost invocations are re-invoked while the
+record has not appeared by the invoker's ``completion_deadline`` as lost: a listing that began after the deadline
+found no record. If the listing itself fails past the deadline (storage unreachable after its client's own retries),
+the futures fail with :class:`~lambdamap.errors.StorageError` instead. Lost invocations are re-invoked while the
 job's ``retries`` allow, else their futures fail. Nothing waits forever: every started invocation ends in a record,
 a loss report, or a deadline.
 """
@@ -26,6 +28,7 @@ from lambdamap.errors import (
     ObjectNotFoundError,
     RemoteTraceback,
     SerializationError,
+    StorageError,
     TaskError,
     TaskTimeoutError,
     WorkerLostError,
@@ -68,6 +71,9 @@ class JobState:
     storage_requests: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)  # per-invocation facts for summaries
     on_done: list[Callable[[JobState], None]] = field(default_factory=list)
+    # Poll mode: when (time.monotonic()) the last complete listing of the results began, and the last failed one.
+    listed_at: float | None = None
+    list_failure: tuple[float, StorageError] | None = None
 
 
 class Collector:
@@ -146,6 +152,8 @@ class Collector:
                 event = None
             if event is not None and event[0] == "stop":
                 return
+            # Separate guards: a failing poll must not stop the deadline checks, or a storage outage would make
+            # every future wait for as long as it lasts.
             try:
                 if event is not None:
                     self._handle(event)
@@ -153,8 +161,11 @@ class Collector:
                 if polling and event is None:
                     progressed = self._poll_storage()
                     interval = POLL_MIN if progressed else min(POLL_MAX, interval * 1.5)
-                self._check_deadlines()
             except Exception:  # the thread must survive anything, or futures would wait forever
+                log.exception("lambdamap collector error")
+            try:
+                self._check_deadlines()
+            except Exception:
                 log.exception("lambdamap collector error")
 
     def _has_started_work(self) -> bool:
@@ -186,6 +197,10 @@ class Collector:
             self._on_lost(spec, WorkerLostError(f"the worker finished invocation {spec.invocation} of job "
                                                 f"{spec.job_id} but its result record is missing"))
             return
+        except StorageError as exc:  # dropping the event would leave the futures waiting for ever
+            self._on_lost(spec, StorageError(f"the worker finished invocation {spec.invocation} of job "
+                                             f"{spec.job_id} but its result record cannot be read: {exc}"))
+            return
         with paused_gc():
             self._apply_record(inv, ResultRecord.loads(data), len(data))
 
@@ -197,35 +212,59 @@ class Collector:
                 waiting = {n: inv for n, inv in job.invocations.items() if not inv.done and inv.started_at}
             if not waiting:
                 continue
+            began = time.monotonic()
+            try:
+                progressed |= self._poll_job(job, waiting)
+            except StorageError as exc:  # botocore already retried; the deadline check decides what it means
+                job.list_failure = (began, exc)
+                log.warning("cannot read the results of job %s: %s", job.job_id, exc)
+            else:
+                job.listed_at = began
+        return progressed
+
+    def _poll_job(self, job: JobState, waiting: dict[int, Invocation]) -> bool:
+        progressed = False
+        job.storage_requests += 1
+        for key in self.storage.list(keys.results_prefix(job.prefix, job.job_id)):
+            inv = waiting.get(keys.invocation_from_result_key(key))
+            if inv is None or inv.done:
+                continue
+            try:
+                data = self.storage.get(key)
+            except ObjectNotFoundError:
+                continue
             job.storage_requests += 1
-            for key in self.storage.list(keys.results_prefix(job.prefix, job.job_id)):
-                inv = waiting.get(keys.invocation_from_result_key(key))
-                if inv is None or inv.done:
-                    continue
-                try:
-                    data = self.storage.get(key)
-                except ObjectNotFoundError:
-                    continue
-                job.storage_requests += 1
-                with paused_gc():
-                    self._apply_record(inv, ResultRecord.loads(data), len(data))
-                progressed = True
+            with paused_gc():
+                self._apply_record(inv, ResultRecord.loads(data), len(data))
+            progressed = True
         return progressed
 
     def _check_deadlines(self) -> None:
         deadline = self.invoker.completion_deadline
         if self.invoker.notifies_completion or deadline is None:
             return
-        now = time.monotonic()
         for job in self.jobs():
+            # Only a listing that began after an invocation's deadline and found no record shows it was lost. When
+            # the latest listing failed instead, the results cannot be seen: that is the error to report.
+            listed = job.listed_at
+            failure = job.list_failure
+            if failure is not None and listed is not None and failure[0] < listed:
+                failure = None
             with self._lock:
-                late = [inv for inv in job.invocations.values()
-                        if not inv.done and inv.started_at is not None
-                        and now - inv.started_at > deadline + (inv.spec.timeout or 0)]
-            for inv in late:
-                self._on_lost(inv.spec, WorkerLostError(
-                    f"no result after {deadline + (inv.spec.timeout or 0):.0f} s: the invocation was lost (the worker "
-                    "may have run out of memory or time, or the event was dropped); see the function's logs"))
+                pending = [inv for inv in job.invocations.values() if not inv.done and inv.started_at is not None]
+            for inv in pending:
+                started, limit = inv.started_at, deadline + (inv.spec.timeout or 0)
+                if started is None:
+                    continue  # re-invoked meanwhile
+                if listed is not None and listed - started > limit:
+                    self._on_lost(inv.spec, WorkerLostError(
+                        f"no result after {limit:.0f} s: the invocation was lost (the worker may have run out of "
+                        "memory or time, or the event was dropped); see the function's logs"))
+                elif failure is not None and failure[0] - started > limit:
+                    error = StorageError(f"no result after {limit:.0f} s, and the job's results cannot be read from "
+                                         f"storage: {failure[1]}")
+                    error.__cause__ = failure[1]
+                    self._on_lost(inv.spec, error)
 
     def _on_lost(self, spec: TaskSpec, error: BaseException) -> None:
         with self._lock:
@@ -245,8 +284,10 @@ class Collector:
             return
         for fut in inv.futures:
             if not fut.done():
-                exc = type(error)(f"call {fut.call_id} of job {spec.job_id}: {error}") \
-                    if isinstance(error, RETRYABLE) else error
+                exc = error
+                if isinstance(error, (*RETRYABLE, StorageError)):  # name the call in its own error
+                    exc = type(error)(f"call {fut.call_id} of job {spec.job_id}: {error}")
+                    exc.__cause__ = error.__cause__
                 fut._received = time.time()
                 fut.set_exception(exc)
         self._complete_invocation(inv)

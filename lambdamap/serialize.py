@@ -66,10 +66,17 @@ def _is_local(module: ModuleType) -> bool:
     path = Path(file).resolve()
     if any(path.is_relative_to(root) for root in _INSTALLED_ROOTS):
         return False
-    for entry in sys.path:
-        if entry and path.is_relative_to(Path(entry).resolve()) and _is_install_folder(entry):
-            return False
-    return True
+    # Judge by the deepest sys.path folder holding the module: a project root with an editable install's
+    # *.egg-info must not make the user's test or script folders below it look installed.
+    holders = [entry for entry in sys.path if entry and path.is_relative_to(_resolved(entry))]
+    if not holders:
+        return True
+    return not _is_install_folder(max(holders, key=lambda e: len(_resolved(e).parts)))
+
+
+@functools.cache
+def _resolved(entry: str) -> Path:
+    return Path(entry).resolve()
 
 
 def local_packages() -> list[ModuleType]:

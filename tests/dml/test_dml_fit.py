@@ -200,6 +200,18 @@ def test_chunksize_batches_tasks_and_keeps_workers_evenly_busy():
     assert execution.chunksize(400, 4) == 25
 
 
+def test_batches_end_with_smaller_invocations():
+    assert execution.batches(40, 2) == [(34, 5), (4, 2), (2, 1)]
+    assert execution.batches(10, 2) == [(10, 1)]
+    assert execution.batches(40, 1000) == [(40, 1)]
+    assert execution.batches(9, 1) == [(9, 3)]  # one worker: nothing to balance
+    assert execution.batches(12, 3) == [(12, 1)]
+    for n, p in [(40, 2), (45, 2), (1000, 2), (123, 7), (1, 1)]:
+        plan = execution.batches(n, p)
+        assert sum(count for count, _ in plan) == n
+        assert [size for _, size in plan] == sorted((size for _, size in plan), reverse=True)
+
+
 def test_default_executor_is_shared_and_reused():
     df = plr_data(120, 3, 29)
     a = dml.fit_plr(df, "y", "d", ml_l=LinearRegression(), ml_m=LinearRegression(), n_folds=2, seed=1)

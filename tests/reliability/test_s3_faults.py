@@ -67,13 +67,17 @@ def executor_on(stack: AwsStack, server: Endpoint, function: str = FUNCTION, *, 
     return lambdamap.Executor(storage, invoker, progress=False, backend="lambda")
 
 
-def marking(marks: Path, seconds_per_input: float = 0.0, base: float = 0.0):
-    """A function that leaves one file per execution in ``marks`` when it starts (handlers run on this machine),
-    then sleeps ``base + seconds_per_input * x``."""
+def gated(marks: Path, gate: Path, *, only_odd: bool = False):
+    """A function that leaves one file per execution in ``marks`` (handlers run on this machine), then waits until
+    the ``gate`` file exists (odd inputs only, with ``only_odd``) and returns ``2 * x``. The test opens the gate once
+    the server is down, so those calls' records are written during the outage."""
 
     def run(x):
         (marks / f"{x}-{uuid.uuid4().hex}").touch()
-        time.sleep(base + seconds_per_input * x)
+        if x % 2 or not only_odd:
+            give_up = time.monotonic() + 60  # the function's time limit comes first
+            while not gate.exists() and time.monotonic() < give_up:
+                time.sleep(0.05)
         return x * 2
 
     return run
@@ -95,16 +99,17 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, marks, caplog):
-    n = 12
+def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, marks, tmp_path, caplog):
+    n, gate = 8, tmp_path / "gate"
     # Two attempts per client request: the collector's listing fails during the outage and must carry on.
     with caplog.at_level("WARNING", logger="lambdamap"), executor_on(local_aws, s3, max_attempts=2) as pwex:
-        futures = pwex.map(marking(marks, seconds_per_input=0.4, base=0.5), range(n), chunksize=1)
-        done, _ = lambdamap.wait(futures, lambdamap.ANY_COMPLETED, timeout=60)
-        assert done, "no call finished before the outage"
+        futures = pwex.map(gated(marks, gate, only_odd=True), range(n), chunksize=1)
+        even, odd = futures[::2], futures[1::2]
+        lambdamap.get_all_results(even, timeout=60)  # the collector works before the outage...
         down_at = time.time()
         s3.halt()
-        unfinished = sum(not f.done() for f in futures)
+        gate.touch()  # ...and the odd calls finish while the server is down: their workers retry the record's write
+        assert not any(f.done() for f in odd)
         time.sleep(3.0)
         s3.restart()
         up_at = time.time()
@@ -113,27 +118,34 @@ def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, mark
         assert pwex.submit(abs, -7).result(timeout=60) == 7  # the executor is still usable
     assert results == [x * 2 for x in range(n)]
     assert runs_per_input(marks) == {x: 1 for x in range(n)}  # no call was lost and re-run
-    assert unfinished >= n // 2, "the outage came too late to test anything"
-    # Workers whose call ended while the server was down had to retry writing their record.
-    ended_in_outage = [f.call_id for f in futures if down_at < f.stats.function_end < up_at]
-    assert ended_in_outage, "no worker finished during the outage"
+    ended_in_outage = [f.call_id for f in odd if down_at < f.stats.function_end < up_at]
+    assert ended_in_outage, "no call finished during the outage: the test proves nothing"
     # The client saw the outage too: its listing of results failed, and the collector carried on.
     assert "cannot list" in caplog.text and s3.endpoint_url in caplog.text
 
 
 def test_a_job_submitted_during_a_short_outage_waits_for_the_server(local_aws, s3):
-    with executor_on(local_aws, s3) as pwex:
-        s3.halt()
-        outage = 3.0
-        restarter = threading.Timer(outage, s3.restart)
-        restarter.start()
+    outage = 3.0
+    submitted: dict[str, object] = {}
+
+    def submit() -> None:  # storing the job's inputs: botocore retries until the server is back
         started = time.monotonic()
         try:
-            futures = pwex.map(abs, [-x for x in range(6)], chunksize=1)  # storing inputs: botocore retries
-        finally:
-            restarter.join(timeout=60)
-        assert time.monotonic() - started >= outage
-        assert lambdamap.get_all_results(futures, timeout=60) == list(range(6))
+            submitted["futures"] = pwex.map(abs, [-x for x in range(6)], chunksize=1)
+        except BaseException as exc:
+            submitted["error"] = exc
+        submitted["seconds"] = time.monotonic() - started
+
+    with executor_on(local_aws, s3) as pwex:
+        s3.halt()
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        time.sleep(outage)
+        s3.restart()  # from this thread: a server started by a thread that ends would get its parent-death signal
+        submitter.join(timeout=90)
+        assert not submitter.is_alive() and "error" not in submitted, submitted
+        assert submitted["seconds"] >= outage
+        assert lambdamap.get_all_results(submitted["futures"], timeout=60) == list(range(6))
 
 
 def test_a_long_outage_fails_the_job_with_a_clear_storage_error(local_aws, s3):
@@ -160,28 +172,29 @@ def test_a_long_outage_fails_the_job_with_a_clear_storage_error(local_aws, s3):
         assert pwex.submit(abs, -5).result(timeout=60) == 5  # the executor works again once the server is back
 
 
-def test_workers_that_cannot_write_their_record_are_rerun_when_retries_allow(local_aws, s3, marks):
-    n = 3
-    margin = 10.0  # the server is back before the deadline (function timeout + margin), so retries can succeed
-    retried_marks, unretried_marks = marks / "retried", marks / "unretried"
+def test_workers_that_cannot_write_their_record_are_rerun_when_retries_allow(local_aws, s3, tmp_path):
+    n, gate = 3, tmp_path / "gate"
+    margin = 10.0  # the server is back before the deadline (function timeout + margin), so the re-runs can succeed
+    retried_marks, unretried_marks = tmp_path / "retried", tmp_path / "unretried"
     retried_marks.mkdir()
     unretried_marks.mkdir()
     with executor_on(local_aws, s3, SHORT_FUNCTION, completion_margin=margin) as pwex:
         started = time.monotonic()
-        retried = pwex.map(marking(retried_marks, base=2.0), range(n), chunksize=1, retries=1)
-        unretried = pwex.map(marking(unretried_marks, base=2.0), range(n), chunksize=1)
-        # Once every call runs, the server goes: the workers' final write fails, the function's time limit ends
-        # them (SHORT_TIMEOUT after their call started, at most), and only then does the server come back.
+        retried = pwex.map(gated(retried_marks, gate), range(n), chunksize=1, retries=1)
+        unretried = pwex.map(gated(unretried_marks, gate), range(n), chunksize=1)
+        # Every call has run when the server goes; the workers' final write fails until the function's time limit
+        # (SHORT_TIMEOUT after the call started, at most) ends them, and only then does the server come back.
         wait_for(lambda: len(os.listdir(retried_marks)) + len(os.listdir(unretried_marks)) == 2 * n, 60,
                  "every call to start")
         s3.halt()
+        gate.touch()
         time.sleep(SHORT_TIMEOUT + 0.5)
         s3.restart()
         assert time.monotonic() - started < SHORT_TIMEOUT + margin, "the server came back after the deadline"
         assert lambdamap.get_all_results(retried, timeout=90) == [x * 2 for x in range(n)]
         done, not_done = lambdamap.wait(unretried, timeout=30)
         assert not not_done
-    assert all(f.stats.attempts == 2 for f in retried)
+    assert [f.stats.attempts for f in retried] == [2] * n
     assert runs_per_input(retried_marks) == {x: 2 for x in range(n)}  # the first run's record never landed
     assert runs_per_input(unretried_marks) == {x: 1 for x in range(n)}
     for fut in unretried:

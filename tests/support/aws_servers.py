@@ -103,7 +103,8 @@ def _tail(log: Path, lines: int = 30) -> str:
 
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL (Linux), so no server
-    outlives a killed test run."""
+    outlives a killed test run. (Linux sends it when the *thread* that forked the child ends: start servers from
+    the main thread.)"""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -167,10 +168,16 @@ class Endpoint:
         _stop(self.process)
 
     def restart(self, timeout: float = START_TIMEOUT) -> None:
-        """Start the server again after :meth:`halt` (same command, ports and data) and wait until it serves."""
+        """Start the server again after :meth:`halt` (same command, ports and data) and wait until it serves.
+
+        Call it from the main thread: Linux sends the parent-death signal when the *thread* that started a process
+        ends, so a server restarted from a short-lived thread (a ``threading.Timer``) would stop with it.
+        """
         start: Callable[[float], subprocess.Popen[bytes]] | None = self.extra.get("start")
         if start is None:
             raise ServerError(f"{self.name} cannot be restarted (no start command recorded)")
+        if threading.current_thread() is not threading.main_thread():
+            raise ServerError(f"restart {self.name} from the main thread: the thread that starts it must outlive it")
         if self.running():
             raise ServerError(f"{self.name} is still running (pid {self.pid}): halt() it first")
         self.process = start(timeout)
