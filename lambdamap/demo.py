@@ -19,14 +19,17 @@ def main() -> None:
         print(f"map of 1,000 calls: sum of squares = {sum(results)} in {time.perf_counter() - start:.3f} s")
 
         try:
-            import numpy as np
-            from doubleml.datasets import make_plr_CCDDHNR2018
-            from sklearn.ensemble import RandomForestRegressor
-
-            import dml
+            import doubleml  # noqa: F401 - only to tell whether the dml extra is installed
+            import sklearn  # noqa: F401
         except ImportError:
             print("dml example skipped: install the dml extra (pip install '.[dml]')")
             return
+        import numpy as np
+        from doubleml.plm.datasets import make_plr_CCDDHNR2018
+        from sklearn.ensemble import RandomForestRegressor
+
+        import dml
+
         np.random.seed(0)  # DoubleML's data generator draws from numpy's global state
         data = make_plr_CCDDHNR2018(n_obs=500, dim_x=10, alpha=0.5, return_type="DataFrame")
         learner = RandomForestRegressor(n_estimators=50, max_depth=5, random_state=0)

@@ -212,12 +212,14 @@ def test_batches_end_with_smaller_invocations():
         assert [size for _, size in plan] == sorted((size for _, size in plan), reverse=True)
 
 
-def test_default_executor_is_shared_and_reused():
+def test_default_executor_is_shared_and_reused(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAMBDAMAP_CONFIG", str(tmp_path / "none.toml"))  # the embedded default: the local backend
+    monkeypatch.setenv("LAMBDAMAP_BACKEND", "local")
     df = plr_data(120, 3, 29)
     a = dml.fit_plr(df, "y", "d", ml_l=LinearRegression(), ml_m=LinearRegression(), n_folds=2, seed=1)
     shared = execution.shared_executor()
     b = dml.fit_plr(df, "y", "d", ml_l=LinearRegression(), ml_m=LinearRegression(), n_folds=2, seed=1)
-    assert execution.shared_executor() is shared
+    assert execution.shared_executor() is shared and shared.backend == "local"
     assert len(shared.jobs()) >= 2
     assert_bit_identical(a, b)
 

@@ -29,6 +29,10 @@ from lambdamap.storage.s3 import S3Storage
 pytestmark = pytest.mark.timeout(120)
 
 BUCKET = "lambdamap-faults"
+#: A runtime function with time to spare: botocore's backoff (exponential, full jitter) may wait several seconds
+#: past the end of an outage before a worker's next attempt, and the function's time limit must not end it first.
+PATIENT_FUNCTION = "lambdamap-runtime-patient"
+PATIENT_TIMEOUT = 40
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,12 @@ def s3_server(local_aws: AwsStack):
     with seaweedfs([(ACCOUNT, local_aws.lam.secret_key)]) as server:
         create_bucket(server, BUCKET)
         yield server
+
+
+@pytest.fixture(scope="module")
+def patient_function(local_aws: AwsStack) -> str:
+    local_aws.create_function(PATIENT_FUNCTION, timeout=PATIENT_TIMEOUT)
+    return PATIENT_FUNCTION
 
 
 @pytest.fixture
@@ -55,7 +65,7 @@ def marks(tmp_path) -> Path:
     return path
 
 
-def executor_on(stack: AwsStack, server: Endpoint, function: str = FUNCTION, *, max_attempts: int = 10,
+def executor_on(stack: AwsStack, server: Endpoint, function: str, *, max_attempts: int = 10,
                 completion_margin: float = COMPLETION_MARGIN) -> lambdamap.Executor:
     """A Lambda executor with its data on ``server``; ``max_attempts`` bounds the client's S3 retries per request
     (the workers keep S3Storage's default)."""
@@ -99,10 +109,12 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, marks, tmp_path, caplog):
+def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, patient_function, marks, tmp_path,
+                                                             caplog):
     n, gate = 8, tmp_path / "gate"
     # Two attempts per client request: the collector's listing fails during the outage and must carry on.
-    with caplog.at_level("WARNING", logger="lambdamap"), executor_on(local_aws, s3, max_attempts=2) as pwex:
+    with caplog.at_level("WARNING", logger="lambdamap"), \
+            executor_on(local_aws, s3, patient_function, max_attempts=2) as pwex:
         futures = pwex.map(gated(marks, gate, only_odd=True), range(n), chunksize=1)
         even, odd = futures[::2], futures[1::2]
         lambdamap.get_all_results(even, timeout=60)  # the collector works before the outage...
@@ -110,7 +122,7 @@ def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, mark
         s3.halt()
         gate.touch()  # ...and the odd calls finish while the server is down: their workers retry the record's write
         assert not any(f.done() for f in odd)
-        time.sleep(3.0)
+        time.sleep(2.0)
         s3.restart()
         up_at = time.time()
         results = lambdamap.get_all_results(futures, timeout=90)
@@ -125,7 +137,7 @@ def test_a_short_outage_in_the_middle_of_a_job_loses_nothing(local_aws, s3, mark
 
 
 def test_a_job_submitted_during_a_short_outage_waits_for_the_server(local_aws, s3):
-    outage = 3.0
+    outage = 2.0
     submitted: dict[str, object] = {}
 
     def submit() -> None:  # storing the job's inputs: botocore retries until the server is back
@@ -136,7 +148,7 @@ def test_a_job_submitted_during_a_short_outage_waits_for_the_server(local_aws, s
             submitted["error"] = exc
         submitted["seconds"] = time.monotonic() - started
 
-    with executor_on(local_aws, s3) as pwex:
+    with executor_on(local_aws, s3, FUNCTION) as pwex:
         s3.halt()
         submitter = threading.Thread(target=submit)
         submitter.start()

@@ -101,14 +101,25 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _libc_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+# Resolved here, not in the forked child: a child of a threaded process must not import or dlopen before exec (a
+# lock another thread held at fork time would never be released).
+_PRCTL = _libc_prctl()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the test process dies, even by SIGKILL (Linux), so no server
     outlives a killed test run. (Linux sends it when the *thread* that forked the child ends: start servers from
     the main thread.)"""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:

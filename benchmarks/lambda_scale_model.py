@@ -1,0 +1,541 @@
+"""Lambda at scale, on paper: the DoubleML-Serverless README case on AWS Lambda versus one 2-core laptop.
+
+The case (DoubleML-Serverless README): PLR on the Pennsylvania Bonus data (n = 5,099, 15 covariates), random forests
+with 500 trees for ``ml_l`` and ``ml_m``, 5 folds, n_rep = 100: 2 x 100 x 5 = 1,000 nuisance fits. With dml every fit
+is one lambdamap task.
+
+Measured here, in this run:
+
+* the time of one task (``dml.tasks.fit_predict``: fit a 500-tree forest on 4/5 of n = 5,099 rows, predict the other
+  1/5), each in a fresh process, alone and two at once (both cores busy, as on the laptop), with its peak memory;
+* what a cold worker imports before its first task (a fresh interpreter importing the Lambda handler, dml's task
+  module and scikit-learn's forests);
+* the client: Invoke calls per second from ``LambdaInvoker``'s thread pool (against a Lambda API stand-in that
+  answers every asynchronous Invoke with 202 at once), the executor's submission time per invocation (one S3 PUT each,
+  sequential) and the collector's time per result record (one S3 GET each, sequential), both against SeaweedFS on
+  127.0.0.1;
+* DoubleML's own part on the client (splits, model, ``fit(external_predictions=...)`` over 100 repetitions).
+
+Everything else is a named assumption with its source (printed in the first table). The model then predicts wall time
+and cost for the laptop and for three Lambda set-ups, and the cost with ``lambdamap.summary.lambda_cost``.
+
+Run (about 4 minutes here)::
+
+    python benchmarks/lambda_scale_model.py [--repeats 1] [--s3-latency 0.05]
+
+Writes ``benchmarks/results/lambda_scale_model.json``; prints the tables pasted into ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import select
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's lambdamap and dml, whatever is installed
+
+import numpy as np  # noqa: E402
+
+import lambdamap  # noqa: E402
+from lambdamap.summary import lambda_cost  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "lambda_scale_model.json"
+
+# -- the case --------------------------------------------------------------------------------------------------------
+N_OBS, N_FOLDS, N_REP, N_TREES = 5099, 5, 100, 500
+LEARNERS = ("ml_l", "ml_m")
+N_TASKS = len(LEARNERS) * N_REP * N_FOLDS  # 1,000
+LAPTOP_CORES = 2
+
+
+# -- published figures and assumptions (every one is printed with its source) ----------------------------------------
+@dataclass(frozen=True)
+class Assumption:
+    name: str
+    value: float
+    unit: str
+    source: str
+
+
+def assumptions(s3_latency: float, invoke_latency: float) -> dict[str, Assumption]:
+    a = [
+        Assumption("concurrency", 1000, "executions",
+                   "Lambda default concurrent executions per Region: 1,000 "
+                   "(https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html; new accounts start "
+                   "lower and are raised with use)"),
+        Assumption("scaling_rate", 1000, "new environments per 10 s",
+                   "per function: 1,000 execution environments every 10 s "
+                   "(https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html)"),
+        Assumption("memory_mb", 1769, "MB",
+                   "1,769 MB = one vCPU (one vCPU-second of credits per second) "
+                   "(https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html); a forest with n_jobs=1 "
+                   "uses one core, so more memory would not make a task faster"),
+        Assumption("cpu_speed_factor", 1.0, "x",
+                   "a Lambda x86_64 vCPU runs a task as fast as one core of this machine (AMD EPYC); not measured"),
+        Assumption("platform_init_s", 0.24, "s",
+                   "Lambda's own cold start for a small package: 242 ms mean init, Node.js 20, 256 MB, us-east-1, "
+                   "100 cold starts (https://gist.github.com/adriantanasa/06a9cbc36744ef0bf946255e9e75efbe)"),
+        Assumption("big_package_init_s", 3.18, "s",
+                   "the same benchmark with a 64 MB package: 3,184 ms mean init (p90 3,515 ms); our layer is 77 MB "
+                   "zipped, 240 MB unzipped: the pessimistic cold start (same source)"),
+        Assumption("init_billed", 1.0, "yes",
+                   "since 1 Aug 2025 the INIT phase is billed for zip functions on managed runtimes too "
+                   "(https://aws.amazon.com/blogs/compute/aws-lambda-standardizes-billing-for-init-phase)"),
+        Assumption("s3_latency_s", s3_latency, "s per request",
+                   "one S3 PUT or GET of a few KB from a laptop, on top of the client's own time measured here: S3's "
+                   "small-request median is 'often in the tens of milliseconds' in the Region (https://docs.aws.amazon"
+                   ".com/whitepapers/latest/s3-optimizing-performance-best-practices/timeouts-and-retries-for-latency"
+                   "-sensitive-applications.html), plus the laptop's round trip to the Region"),
+        Assumption("invoke_latency_s", invoke_latency, "s per Invoke",
+                   "one asynchronous Invoke round trip from a laptop (202 Accepted); assumed equal to the S3 latency"),
+        Assumption("worker_s3_get_s", 0.03, "s per object",
+                   "a worker's GET of each shared input (data, folds, learners: 3 objects of at most 1 MB) inside the "
+                   "Region; assumed"),
+        Assumption("poll_wait_s", 1.0, "s",
+                   "the collector lists results at an adaptive interval of 0.02 to 2 s (lambdamap.collector): "
+                   "half the maximum on average"),
+        Assumption("laptop_cost_usd", 0.0, "USD", "the laptop is already paid for: no marginal cost counted"),
+    ]
+    return {x.name: x for x in a}
+
+
+# -- measurements ------------------------------------------------------------------------------------------------------
+def bonus_shaped(n: int, seed: int) -> Any:
+    """Synthetic data shaped like the Bonus data's covariates (15 dummies from one-hot categories), a continuous
+    outcome and a random binary treatment. Not the real data (DoubleML's fetch_bonus downloads it)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+
+    def onehot(levels: int, p: list[float]) -> np.ndarray:
+        return np.eye(levels)[rng.choice(levels, size=n, p=p)][:, 1:]  # drop the base level
+
+    cols = {
+        "female": rng.random(n) < 0.4, "black": rng.random(n) < 0.12, "othrace": rng.random(n) < 0.01,
+        **dict(zip(("dep1", "dep2"), onehot(3, [0.55, 0.25, 0.2]).T, strict=True)),
+        **dict(zip(("q2", "q3", "q4", "q5", "q6"), onehot(6, [0.1, 0.2, 0.2, 0.2, 0.2, 0.1]).T, strict=True)),
+        **dict(zip(("agelt35", "agegt54"), onehot(3, [0.5, 0.4, 0.1])[:, [0, 1]].T, strict=True)),
+        "durable": rng.random(n) < 0.15,
+        **dict(zip(("lusd", "husd"), onehot(3, [0.5, 0.25, 0.25]).T, strict=True)),
+    }
+    x = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in cols.items()})
+    d = (rng.random(n) < 0.5).astype(float)
+    y = 2.0 + x.to_numpy() @ rng.normal(0, 0.3, x.shape[1]) - 0.08 * d + rng.normal(0, 1.0, n)
+    return pd.concat([pd.DataFrame({"y": y, "d": d}), x], axis=1)
+
+
+def dataset(name: str) -> Any:
+    if name == "plr_dim20":
+        from doubleml.plm.datasets import make_plr_CCDDHNR2018
+
+        np.random.seed(5099)
+        return make_plr_CCDDHNR2018(n_obs=N_OBS, dim_x=20, alpha=0.5, return_type="DataFrame")
+    if name == "bonus_shaped":
+        return bonus_shaped(N_OBS, 5099)
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+def one_task(dataset_name: str, learner: str, rep: int) -> dict[str, float]:
+    """One nuisance fit exactly as a worker runs it (dml.tasks.fit_predict); run in a fresh process."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from dml import splits, validate
+    from dml.tasks import NuisanceTask, derive_random_state, fit_predict
+
+    data = validate.prepare(dataset(dataset_name), "y", "d", None).data
+    folds = splits.draw(data.n_obs, N_FOLDS, 1, seed=rep)
+    task = NuisanceTask(name=learner, learner=learner, treatment=0, rep=0, fold=0,
+                        target="y" if learner == "ml_l" else "d",
+                        random_state=derive_random_state(42, learner, 0, rep, 0))
+    forest = RandomForestRegressor(n_estimators=N_TREES, n_jobs=1)  # the README's learner (defaults otherwise)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    fit_predict(task, data, folds, forest)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_before_mb": rss_before, "n_features": data.x.shape[1]}
+
+
+def run_tasks(jobs: list[tuple[str, str, int]], timeout: float = 600) -> list[dict[str, float]]:
+    """Run the given tasks, each in its own fresh process, all at once; return what each measured."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--one-task", *map(str, job)], stdout=subprocess.PIPE,
+                              text=True) for job in jobs]
+    out = []
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"task process failed with code {proc.returncode}")
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def cold_import_seconds(repeats: int = 3) -> dict[str, float]:
+    """A fresh interpreter importing what a cold Lambda worker imports before its first task."""
+    code = ("import time; t = time.perf_counter(); import lambdamap.aws_handler, lambdamap.worker, dml.tasks, "
+            "sklearn.ensemble, numpy, cloudpickle; print(time.perf_counter() - t)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    imports, totals = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                             check=True)
+        totals.append(time.perf_counter() - start)
+        imports.append(float(out.stdout.strip()))
+    return {"imports_s": statistics.median(imports), "interpreter_and_imports_s": statistics.median(totals)}
+
+
+def doubleml_client_seconds() -> float:
+    """DoubleML's own work on the client for this case: splits, the model, fit from 100 repetitions of external
+    predictions (random numbers stand in for the forests' predictions: the cost does not depend on them)."""
+    from doubleml import DoubleMLData, DoubleMLPLR
+    from sklearn.ensemble import RandomForestRegressor
+
+    from dml import splits
+
+    df = dataset("plr_dim20")
+    start = time.perf_counter()
+    fold_ids = splits.draw(N_OBS, N_FOLDS, N_REP, seed=42)
+    model = DoubleMLPLR(DoubleMLData(df, "y", "d"), RandomForestRegressor(), RandomForestRegressor(),
+                        n_folds=N_FOLDS, n_rep=N_REP, draw_sample_splitting=False)
+    model.set_sample_splitting(splits.to_smpls(fold_ids))
+    rng = np.random.default_rng(0)
+    model.fit(external_predictions={"d": {name: rng.normal(size=(N_OBS, N_REP)) for name in LEARNERS}})
+    return time.perf_counter() - start
+
+
+PROXY = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+from support.aws_servers import LambdaProxy
+proxy = LambdaProxy(sys.argv[1], drop_invokes=lambda body: True)  # every Invoke: 202 Accepted, never run
+print(proxy.endpoint_url, flush=True)
+sys.stdin.read()  # until the parent closes our stdin
+proxy.stop()
+"""
+
+
+@contextlib.contextmanager
+def accepting_lambda_api(upstream: str) -> Iterator[str]:
+    """A Lambda API stand-in in its own process (so it does not share the client's GIL): answers every Invoke with
+    202 at once, forwards everything else (the preflight's reads) to MiniStack."""
+    proc = subprocess.Popen([sys.executable, "-c", PROXY, upstream, str(ROOT / "tests")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        if not ready:
+            raise RuntimeError("the Lambda API stand-in did not start within 30 s")
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def client_rates(n_invocations: int, invoke_workers: int, repeats: int = 3) -> dict[str, Any]:
+    """Submission, Invoke and result-read speed of the lambdamap client (SeaweedFS + a 202 Lambda API here)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.aws_servers import aws_stack
+
+    from lambdamap.storage.s3 import S3Storage
+
+    with aws_stack() as stack:
+        stack.create_function("lambdamap-runtime", timeout=60, memory_mb=1769)
+        session = stack.session()
+        storage = S3Storage(stack.bucket, region=stack.region, endpoint_url=stack.s3.endpoint_url, session=session)
+        # The collector's cost per record: sequential GETs of result-sized objects (about 8 KB: 1,020 floats).
+        blob = os.urandom(8 * 1024)
+        keys = [f"scale-model/get-{i}" for i in range(300)]
+        for key in keys:
+            storage.put(key, blob)
+        start = time.perf_counter()
+        for key in keys:
+            storage.get(key)
+        get_s = (time.perf_counter() - start) / len(keys)
+        storage.delete(keys)
+
+        with accepting_lambda_api(stack.lam.endpoint_url) as api:
+            runs = [_invoke_run(storage, stack.region, api, session, n_invocations, invoke_workers)
+                    for _ in range(repeats)]
+    return {
+        "invocations": n_invocations, "invoke_workers": invoke_workers, "runs": runs,
+        **{k: statistics.median(r[k] for r in runs) for k in runs[0]},
+        "get_s_per_record": get_s,
+    }
+
+
+def _invoke_run(storage: Any, region: str, api: str, session: Any, n_invocations: int,
+                invoke_workers: int) -> dict[str, float]:
+    """One job of ``n_invocations`` trivial invocations through the real executor and LambdaInvoker."""
+    from lambdamap.invokers.aws_lambda import LambdaInvoker
+
+    invoker = LambdaInvoker("lambdamap-runtime", region=region, endpoint_url=api, session=session,
+                            max_workers=invoke_workers, storage=storage)
+    done: list[float] = []
+    first: list[tuple[float, float]] = []  # (time, client CPU seconds) when the first Invoke began
+    lock = threading.Lock()
+
+    def began(**_: Any) -> None:
+        with lock:
+            if not first:
+                first.append((time.perf_counter(), _cpu_seconds()))
+
+    def count(**_: Any) -> None:
+        with lock:
+            done.append(time.perf_counter())
+
+    invoker.client.meta.events.register("before-call.lambda.Invoke", began)
+    invoker.client.meta.events.register("after-call.lambda.Invoke", count)
+    executor = lambdamap.Executor(storage, invoker, progress=False, backend="lambda")
+    try:
+        start = time.perf_counter()
+        executor.map(abs, range(n_invocations), chunksize=1)  # one S3 PUT per invocation, then the Invokes
+        deadline = time.perf_counter() + 300
+        while len(done) < n_invocations and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        if len(done) < n_invocations:
+            raise RuntimeError(f"only {len(done)} of {n_invocations} Invoke calls returned within 300 s")
+        last, cpu_last = max(done), _cpu_seconds()
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)  # the 202s ran nothing: nothing to wait for
+    # Timed from the first Invoke's start: the main thread returning from map() competes with the pool's threads
+    # for the GIL, so its own clock would say the Invokes were nearly all done.
+    invoking, cpu_first = first[0]
+    return {
+        "submit_s_per_invocation": (invoking - start) / n_invocations,
+        "invoke_calls_per_s": n_invocations / (last - invoking),
+        # Client CPU per Invoke (all threads, the collector's polling included): the rate a free core would allow.
+        "client_cpu_s_per_invoke": (cpu_last - cpu_first) / n_invocations,
+    }
+
+
+# -- the model -------------------------------------------------------------------------------------------------------
+def lambda_scenario(name: str, fits: list[int], running_at_once: int, cold_start_s: float, task_s: float,
+                    m: dict[str, float], a: dict[str, Assumption], workers: int = 1000,
+                    client_io: int = 1) -> dict[str, Any]:
+    """Wall time and cost of the 1,000 fits on Lambda; ``fits`` holds the number of fits of each invocation.
+
+    submit: the executor PUTs each invocation's payload (sequential), then the invoker's pool sends the Invokes;
+    each invocation: cold start (first wave only) + 3 input GETs + its fits; waves when fewer run at once than are
+    sent; collect: the collector GETs each record (sequential), overlapping the spread of the invocations' start
+    times; plus one poll wait and DoubleML's own work on the client. ``client_io``: S3 requests the client keeps in
+    flight (1: today's executor and collector, one after the other); ``workers``: the invoker's threads.
+    """
+    invocations = len(fits)
+    lat = a["s3_latency_s"].value
+    put_s = m["submit_s_per_invocation"] + lat
+    get_s = m["get_s_per_record"] + lat
+    invoke_rate = min(m["invoke_calls_per_s"], workers / a["invoke_latency_s"].value)
+    submit = invocations * max(put_s / client_io, m["submit_s_per_invocation"])
+    spread = invocations / invoke_rate
+    at_once = min(invocations, running_at_once)
+    # Lambda adds at most `scaling_rate` environments per 10 s per function.
+    ramp = max(0.0, (at_once - a["scaling_rate"].value) / a["scaling_rate"].value * 10)
+    inputs_s = a["worker_s3_get_s"].value * 3
+    waves = math.ceil(invocations / running_at_once)
+    # First wave cold; later waves reuse warm environments (a warm worker keeps the inputs cached).
+    work = cold_start_s + inputs_s + waves * max(fits) * task_s
+    collect_tail = max(0.0, invocations * max(get_s / client_io, m["get_s_per_record"]) - spread)
+    wall = submit + ramp + work + spread + collect_tail + a["poll_wait_s"].value + m["doubleml_client_s"]
+    billed = [(cold_start_s + inputs_s if i < at_once else 0.0) + k * task_s for i, k in enumerate(fits)]
+    cost = lambda_cost(billed, int(a["memory_mb"].value))
+    return {"scenario": name, "invocations": invocations, "fits_per_invocation": max(fits),
+            "running_at_once": at_once, "waves": waves, "submit_s": submit, "invoke_rate_per_s": invoke_rate,
+            "invoke_spread_s": spread, "ramp_s": ramp, "cold_start_s": cold_start_s, "work_s": work,
+            "collect_tail_s": collect_tail, "client_rest_s": a["poll_wait_s"].value + m["doubleml_client_s"],
+            "wall_s": wall,
+            "billed_gb_s": sum(math.ceil(b * 1000) for b in billed) / 1000 * a["memory_mb"].value / 1024,
+            "cost_usd": cost}
+
+
+def model(m: dict[str, float], a: dict[str, Assumption]) -> dict[str, Any]:
+    task_s = m["task_s"] * a["cpu_speed_factor"].value
+    cold = a["platform_init_s"].value + m["cold_imports_s"]
+    cold_big = a["big_package_init_s"].value + m["cold_imports_s"]
+    conc = int(a["concurrency"].value)
+    from dml.execution import batches
+
+    # dml sends the 1,000 fits in invocations sized for the executor's `workers` (dml.execution.batches): workers=W
+    # gives invocations of about 1000 / (4 W) fits, so W also sets how many S3 round trips the client makes.
+    def dml_fits(workers: int) -> list[int]:
+        return [k for n, size in batches(N_TASKS, workers) for k in [size] * (n // size) + [n % size] if k]
+
+    one_each = [1] * N_TASKS
+    scenarios = [
+        lambda_scenario("Lambda, workers=1000: 1 fit per invocation", one_each, conc, cold, task_s, m, a),
+        lambda_scenario("same, pessimistic cold start (64 MB package figure)", one_each, conc, cold_big, task_s, m,
+                        a),
+        lambda_scenario("Lambda, default workers=100: dml sends 2 fits per invocation", dml_fits(100), conc, cold,
+                        task_s, m, a, workers=100),
+        lambda_scenario("Lambda, workers=1000, account concurrency 100 (lower bound)", one_each, 100, cold, task_s,
+                        m, a),
+    ]
+    # The `workers` setting that minimises the wall time with today's client (serial PUTs and GETs against longer
+    # invocations), and what a client with 32 S3 requests in flight would do (not implemented).
+    choices = (10, 15, 20, 30, 50, 75, 100, 200, 500, 1000)
+    best = min(choices, key=lambda w: lambda_scenario("", dml_fits(w), conc, cold, task_s, m, a, workers=w)["wall_s"])
+    fits = dml_fits(best)
+    scenarios.append(lambda_scenario(f"Lambda, workers={best} (the best of {choices[0]} to {choices[-1]} for today's "
+                                     f"client): dml sends up to {max(fits)} fits per invocation", fits, conc, cold,
+                                     task_s, m, a, workers=best))
+    scenarios.append(lambda_scenario("what-if: workers=1000, client with 32 S3 requests in flight (not "
+                                     "implemented)", one_each, conc, cold, task_s, m, a, client_io=32))
+    laptop = {"scenario": f"laptop, {LAPTOP_CORES} cores: task time x {N_TASKS} / {LAPTOP_CORES}",
+              "wall_s": m["task_s"] * N_TASKS / LAPTOP_CORES, "cost_usd": a["laptop_cost_usd"].value}
+    laptop_busy = {"scenario": f"laptop, {LAPTOP_CORES} cores, task time measured with both cores busy",
+                   "wall_s": m["task_s_two_at_once"] * N_TASKS / LAPTOP_CORES, "cost_usd": a["laptop_cost_usd"].value}
+    return {"laptop": [laptop, laptop_busy], "lambda": scenarios}
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1, help="task runs per learner and data set (each ~20 s)")
+    parser.add_argument("--s3-latency", type=float, default=0.05, help="assumed s per S3 request from the laptop")
+    parser.add_argument("--invoke-latency", type=float, default=0.05, help="assumed s per Invoke from the laptop")
+    parser.add_argument("--invoke-workers", type=int, default=100, help="LambdaInvoker threads when measuring")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--one-task", nargs=3, metavar=("DATASET", "LEARNER", "REP"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if args.one_task:
+        name, learner, rep = args.one_task
+        print(json.dumps(one_task(name, learner, int(rep))))
+        return
+
+    load_before = os.getloadavg()
+    print(f"measuring on {os.cpu_count()} CPUs (load average {load_before[0]:.1f}) ...", flush=True)
+    tasks: dict[str, list[dict[str, float]]] = {"plr_dim20": [], "bonus_shaped": []}
+    for name in tasks:
+        for rep in range(args.repeats):
+            for learner in LEARNERS:  # alone: one task, one core
+                tasks[name] += run_tasks([(name, learner, rep)])
+                print(f"  one task, {name}, {learner}: {tasks[name][-1]['seconds']:.1f} s", flush=True)
+    both = {name: run_tasks([(name, learner, 0) for learner in LEARNERS]) for name in tasks}  # the laptop's case
+    for name, runs in both.items():
+        print(f"  two tasks at once ({name}): " + ", ".join(f"{t['seconds']:.1f} s" for t in runs), flush=True)
+    imports = cold_import_seconds()
+    print(f"  cold worker imports: {imports['imports_s']:.2f} s", flush=True)
+    client_s = doubleml_client_seconds()
+    print(f"  DoubleML on the client (n_rep={N_REP}): {client_s:.2f} s", flush=True)
+    rates = client_rates(N_TASKS, args.invoke_workers)
+    print(f"  client: {rates['invoke_calls_per_s']:.0f} Invoke calls/s, "
+          f"{rates['submit_s_per_invocation'] * 1000:.1f} ms submission and "
+          f"{rates['get_s_per_record'] * 1000:.1f} ms result read per invocation (SeaweedFS)", flush=True)
+
+    measured = {
+        "task_s": statistics.median(t["seconds"] for t in tasks["plr_dim20"]),
+        "task_s_bonus_shaped": statistics.median(t["seconds"] for t in tasks["bonus_shaped"]),
+        "task_s_two_at_once": statistics.median(t["seconds"] for t in both["plr_dim20"]),
+        "task_s_two_at_once_bonus_shaped": statistics.median(t["seconds"] for t in both["bonus_shaped"]),
+        "task_peak_rss_mb": max(t["peak_rss_mb"] for ts in tasks.values() for t in ts),
+        "cold_imports_s": imports["interpreter_and_imports_s"],
+        "doubleml_client_s": client_s,
+        **{k: v for k, v in rates.items() if k not in ("invocations", "invoke_workers", "runs")},
+    }
+    a = assumptions(args.s3_latency, args.invoke_latency)
+    predicted = model(measured, a)
+    bonus = dict(measured, task_s=measured["task_s_bonus_shaped"],
+                 task_s_two_at_once=measured["task_s_two_at_once_bonus_shaped"])
+    predicted_bonus = model(bonus, a)
+
+    print("\nMeasured on this machine")
+    print("| quantity | value | how |")
+    print("|---|---|---|")
+    rows = [
+        ("one task (fit + predict), make_plr_CCDDHNR2018(n_obs=5099, dim_x=20)", f"{measured['task_s']:.2f} s",
+         f"median of {len(tasks['plr_dim20'])} runs, one per process, alone on the machine's 2 cores"),
+        ("one task, Bonus-shaped synthetic data (15 dummies)", f"{measured['task_s_bonus_shaped']:.2f} s",
+         f"median of {len(tasks['bonus_shaped'])} runs"),
+        ("one task with both cores busy (2 at once), dim_x=20", f"{measured['task_s_two_at_once']:.2f} s",
+         "median of the two"),
+        ("one task with both cores busy, Bonus-shaped", f"{measured['task_s_two_at_once_bonus_shaped']:.2f} s",
+         "median of the two"),
+        ("peak memory of a task process", f"{measured['task_peak_rss_mb']:.0f} MB", "ru_maxrss (fits in 1,769 MB)"),
+        ("cold worker start: interpreter + imports", f"{measured['cold_imports_s']:.2f} s",
+         "median of 3 fresh interpreters; warm page cache"),
+        ("LambdaInvoker Invoke calls per second", f"{measured['invoke_calls_per_s']:.0f} /s",
+         f"median of 3 jobs of {N_TASKS} Invokes, {args.invoke_workers} threads, a 202-only Lambda API in another "
+         "process on the same 2 cores"),
+        ("client CPU per Invoke call", f"{measured['client_cpu_s_per_invoke'] * 1000:.1f} ms",
+         f"all client threads during the Invokes: at most {1 / measured['client_cpu_s_per_invoke']:.0f} Invokes/s "
+         "per free core"),
+        ("executor submission per invocation (S3 PUT + spec)", f"{measured['submit_s_per_invocation'] * 1000:.1f} ms",
+         "sequential, SeaweedFS on 127.0.0.1"),
+        ("collector read per result record (S3 GET)", f"{measured['get_s_per_record'] * 1000:.1f} ms",
+         "sequential, 8 KB objects, SeaweedFS on 127.0.0.1"),
+        ("DoubleML's part on the client (n_rep = 100)", f"{measured['doubleml_client_s']:.2f} s",
+         "splits + model + fit(external_predictions)"),
+    ]
+    for row in rows:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+    print("\nAssumptions")
+    print("| assumption | value | source |")
+    print("|---|---|---|")
+    for x in a.values():
+        print(f"| {x.name} | {x.value:g} {x.unit} | {x.source} |")
+
+    for title, pred, task_s in (("make_plr_CCDDHNR2018(n_obs=5099, dim_x=20)", predicted, measured["task_s"]),
+                                ("Bonus-shaped synthetic data", predicted_bonus, measured["task_s_bonus_shaped"])):
+        print(f"\nPredicted: PLR, n = {N_OBS}, RF({N_TREES} trees), {N_FOLDS} folds, n_rep = {N_REP} "
+              f"({N_TASKS} fits of {task_s:.1f} s each), {title}")
+        print("| set-up | invocations | wall time | = submit (PUTs) + Invokes + cold start + inputs and fits + "
+              "collect tail + poll and DoubleML | cost (USD) | faster than the laptop (first row) |")
+        print("|---|---|---|---|---|---|")
+        base = pred["laptop"][0]["wall_s"]
+        for row in pred["laptop"]:
+            print(f"| {row['scenario']} | - | {fmt_time(row['wall_s'])} | - | {row['cost_usd']:.2f} | "
+                  f"{base / row['wall_s']:.2f}x |")
+        for s in pred["lambda"]:
+            fits = s["work_s"] - s["cold_start_s"]
+            print(f"| {s['scenario']} | {s['invocations']} | {fmt_time(s['wall_s'])} | "
+                  f"{s['submit_s']:.0f} + {s['invoke_spread_s'] + s['ramp_s']:.1f} + {s['cold_start_s']:.1f} + "
+                  f"{fits:.1f} + {s['collect_tail_s']:.0f} + {s['client_rest_s']:.1f} s | "
+                  f"{s['cost_usd']:.2f} | {base / s['wall_s']:.0f}x |")
+
+    report = {
+        "case": {"n_obs": N_OBS, "n_trees": N_TREES, "n_folds": N_FOLDS, "n_rep": N_REP, "fits": N_TASKS},
+        "measured": measured, "task_runs": tasks, "two_at_once": both, "imports": imports, "client": rates,
+        "assumptions": {k: asdict(v) for k, v in a.items()},
+        "predicted": predicted, "predicted_bonus_shaped": predicted_bonus,
+        "cpu_count": os.cpu_count(), "python": platform.python_version(), "lambdamap": lambdamap.__version__,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""dml fits on the Lambda backend (emulated: MiniStack running our handler, SeaweedFS S3) equal the local backend's,
+bit for bit, with a Lambda cost estimate in their stats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dml
+
+
+def _assert_identical(a, b):
+    np.testing.assert_array_equal(a.coef, b.coef)
+    np.testing.assert_array_equal(a.se, b.se)
+    np.testing.assert_array_equal(a.model.all_coef, b.model.all_coef)
+    for learner, values in a.model.predictions.items():
+        np.testing.assert_array_equal(values, b.model.predictions[learner])
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("score", ["partialling out", "IV-type"])
+def test_plr_on_lambda_equals_local(lambda_backend, local_backend, score):
+    from doubleml.plm.datasets import make_plr_CCDDHNR2018
+    from sklearn.ensemble import RandomForestRegressor
+
+    np.random.seed(3)
+    df = make_plr_CCDDHNR2018(n_obs=300, dim_x=8, alpha=0.5, return_type="DataFrame")
+    learner = RandomForestRegressor(n_estimators=20, max_depth=5)  # random_state derived from the seed
+    fits = [dml.fit_plr(df, y="y", d="d", ml_l=learner, ml_m=learner, score=score, n_folds=3, n_rep=2, seed=11,
+                        executor=backend.executor) for backend in (local_backend, lambda_backend)]
+    _assert_identical(*fits)
+    assert fits[1].stats.backend == "lambda" and fits[1].stats.cost_usd > 0
+    assert fits[0].stats.cost_usd is None
+
+
+@pytest.mark.timeout(400)
+def test_irm_on_lambda_equals_local(lambda_backend, local_backend):
+    from doubleml.irm.datasets import make_irm_data
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    np.random.seed(4)
+    df = make_irm_data(n_obs=300, dim_x=6, theta=0.5, return_type="DataFrame")
+    fits = [dml.fit_irm(df, y="y", d="d", ml_g=RandomForestRegressor(n_estimators=20, max_depth=5),
+                        ml_m=RandomForestClassifier(n_estimators=20, max_depth=5), n_folds=3, n_rep=1, seed=5,
+                        executor=backend.executor) for backend in (local_backend, lambda_backend)]
+    _assert_identical(*fits)
