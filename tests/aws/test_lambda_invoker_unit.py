@@ -155,7 +155,8 @@ def test_preflight_without_region_or_credentials_names_both(monkeypatch, tmp_pat
     assert time.monotonic() - started < 10
 
 
-def test_max_workers_caps_calls_in_flight():
+def test_max_workers_caps_invocations_in_flight():
+    """A window of max_workers (2) invocations: the next is sent only when an earlier one has settled."""
     invoker, _ = stubbed_invoker()
     in_flight, peak, lock = [0], [0], threading.Lock()
 
@@ -171,10 +172,18 @@ def test_max_workers_caps_calls_in_flight():
     invoker.client.invoke = slow_invoke
     sink = Sink()
     invoker.start(sink)
-    invoker.invoke([spec(n) for n in range(10)])
-    wait_for(lambda: len(sink.starts) == 10 and in_flight[0] == 0)
+    specs = [spec(n) for n in range(10)]
+    invoker.invoke(specs)
+    wait_for(lambda: len(sink.starts) == 2 and in_flight[0] == 0)
+    time.sleep(0.2)
+    assert sorted(sink.starts) == [0, 1]  # nothing more until one settles
+    for n in range(10):
+        wait_for(lambda n=n: n in sink.starts and in_flight[0] == 0)
+        invoker.settled(specs[n])
+    wait_for(lambda: len(sink.starts) == 10)
     invoker.close()
-    assert peak[0] == 2 and sorted(sink.starts) == list(range(10)) and sink.losses == []
+    assert peak[0] <= 2 and sorted(sink.starts) == list(range(10)) and sink.losses == []
+    assert not invoker._outstanding and not invoker._waiting
 
 
 def test_payload_is_the_spec_json_only():
