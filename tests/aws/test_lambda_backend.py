@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from support.aws_servers import LambdaProxy
 from support.lambda_fixtures import COMPLETION_MARGIN, FUNCTION, SHORT_FUNCTION, SHORT_TIMEOUT, lambda_executor_for
+from support.marks import runs_per_input
 
 import lambdamap
 from lambdamap.errors import PreflightError, TaskTimeoutError, VersionMismatchError, WorkerLostError
@@ -30,14 +31,6 @@ def marking(marks: Path):
         return x * 2
 
     return run
-
-
-def runs_per_input(marks: Path) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for path in marks.iterdir():
-        x = int(path.name.split("-")[0])
-        counts[x] = counts.get(x, 0) + 1
-    return counts
 
 
 def settle(marks: Path, quiet: float = 1.5, timeout: float = 30.0) -> None:

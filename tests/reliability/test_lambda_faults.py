@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from support.aws_servers import LambdaProxy
 from support.lambda_fixtures import COMPLETION_MARGIN, SHORT_FUNCTION, SHORT_TIMEOUT, lambda_executor_for
+from support.marks import runs_per_input
 
 import lambdamap
 from lambdamap.errors import TaskTimeoutError, WorkerLostError
@@ -46,14 +47,6 @@ def marking(marks: Path):
         return x * 2
 
     return run
-
-
-def runs_per_input(marks: Path) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for path in marks.iterdir():
-        x = int(path.name.split("-")[0])
-        counts[x] = counts.get(x, 0) + 1
-    return counts
 
 
 def test_lost_invocations_are_reinvoked_when_retries_allow_else_fail_by_name(local_aws, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from support.aws_servers import ACCOUNT, AwsStack, Endpoint, create_bucket, seaweedfs
 from support.lambda_fixtures import COMPLETION_MARGIN, FUNCTION, SHORT_FUNCTION, SHORT_TIMEOUT
+from support.marks import runs_per_input
 
 import lambdamap
 from lambdamap.errors import StorageError, WorkerLostError
@@ -91,14 +92,6 @@ def gated(marks: Path, gate: Path, *, only_odd: bool = False):
         return x * 2
 
     return run
-
-
-def runs_per_input(marks: Path) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for path in marks.iterdir():
-        x = int(path.name.split("-")[0])
-        counts[x] = counts.get(x, 0) + 1
-    return counts
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
