@@ -10,8 +10,9 @@ Workloads (the same inputs on both backends, results compared):
    5 folds, n_rep = 2, seed 42: 20 nuisance fits. The local and Lambda estimates must be bit-identical.
 
 Each backend runs the three workloads twice: first on a fresh executor (worker start-up, imports and data loads
-included), then again on the warm executor. For each run it prints and saves the wall time (client side, from
-submitting to holding every result), the job summary (``executor.job_summary``) and a timeline PNG
+included), then again on the warm executor. Runs alternate between the backends (each workload on one, then on the
+other), so that other load on the machine hits both alike. For each run it prints and saves the wall time (client
+side, from submitting to holding every result), the job summary (``executor.job_summary``) and a timeline PNG
 (``lambdamap.plot``).
 
 **Lambda backend.** By default the local emulator: SeaweedFS (S3) and MiniStack (the Lambda API, running our real
@@ -133,6 +134,7 @@ def wait_for_records(executor: lambdamap.Executor, futures: Sequence[lambdamap.F
 def measure(executor: lambdamap.Executor, name: str, label: str, run_label: str,
             run: Callable[[], tuple[Any, list]], memory_mb: int, out_dir: Path) -> tuple[Any, dict[str, Any]]:
     """Run one workload; return its results and what was measured (wall, summary, timeline PNG)."""
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     results, futures = run()
     wall = time.perf_counter() - start
@@ -141,21 +143,20 @@ def measure(executor: lambdamap.Executor, name: str, label: str, run_label: str,
     png = out_dir / f"local_vs_lambda_{name}_{label}_{run_label}.png"
     lambdamap.plot(futures, png, title=f"{name} on {label} ({run_label} run): {len(futures)} calls, {wall:.1f} s")
     print(f"\n[{label}, {run_label} run] {name}: {wall:.2f} s\n{summary}", flush=True)
-    return results, {"wall_seconds": wall, "summary": summary.as_dict(), "timeline": png.name}
+    return results, {"wall_seconds": wall, "load_average_before": load, "summary": summary.as_dict(),
+                     "timeline": png.name}
 
 
-def run_workloads(executor: lambdamap.Executor, label: str, run_label: str, max_invocations: int | None,
-                  memory_mb: int, out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The three workloads on ``executor``; ``max_invocations`` caps invocations per job (None: one per call)."""
+def workload(executor: lambdamap.Executor, name: str,
+             max_invocations: int | None) -> Callable[[], tuple[Any, list[lambdamap.Future]]]:
+    """The workload ``name`` on ``executor``, as a function returning (results, futures); ``max_invocations`` caps
+    the invocations per job (None: one per call)."""
     from sklearn.datasets import load_digits
 
     import dml
 
     def chunk(n: int) -> int:
         return 1 if max_invocations is None else math.ceil(n / max_invocations)
-
-    results: dict[str, Any] = {}
-    measured: dict[str, Any] = {}
 
     def cpu_map() -> tuple[Any, list]:
         futures = executor.map(spin, [CPU_ITERATIONS + i for i in range(CPU_CALLS)], chunksize=chunk(CPU_CALLS))
@@ -174,14 +175,18 @@ def run_workloads(executor: lambdamap.Executor, label: str, run_label: str, max_
                           n_rep=DML_N_REP, seed=DML_SEED, executor=executor)
         return res, fit_futures(executor, before)
 
-    for name, run in (("cpu_map", cpu_map), ("grid_search", grid_search), ("dml_plr", dml_fit)):
-        results[name], measured[name] = measure(executor, name, label, run_label, run, memory_mb, out_dir)
-    best = max(results["grid_search"], key=results["grid_search"].get)
-    measured["grid_search"]["best"] = {"C": best[0], "gamma": best[1], "cv_accuracy": results["grid_search"][best]}
-    res = results["dml_plr"]
-    measured["dml_plr"].update(coef=float(res.coef[0]), se=float(res.se[0]), tasks=res.stats.tasks,
-                               invocations=res.stats.invocations)
-    return results, measured
+    return {"cpu_map": cpu_map, "grid_search": grid_search, "dml_plr": dml_fit}[name]
+
+
+def highlights(name: str, results: Any) -> dict[str, Any]:
+    """What a workload found, for the report."""
+    if name == "grid_search":
+        best = max(results, key=results.get)
+        return {"best": {"C": best[0], "gamma": best[1], "cv_accuracy": results[best]}}
+    if name == "dml_plr":
+        return {"coef": float(results.coef[0]), "se": float(results.se[0]), "tasks": results.stats.tasks,
+                "invocations": results.stats.invocations}
+    return {}
 
 
 # -- the Lambda backends -------------------------------------------------------------------------------------------
@@ -260,22 +265,26 @@ def main() -> None:
     print(note, flush=True)
     load_before = os.getloadavg()
 
-    measured: dict[str, dict[str, Any]] = {"local": {}, remote: {}}
-    results: dict[str, dict[str, Any]] = {"local": {}, remote: {}}
+    measured: dict[str, dict[str, Any]] = {"local": {run: {} for run in RUNS}, remote: {run: {} for run in RUNS}}
+    results: dict[str, dict[str, Any]] = {"local": {run: {} for run in RUNS}, remote: {run: {} for run in RUNS}}
     with contextlib.ExitStack() as stack:
-        # AWS first: its preflight names a missing function, bucket or credentials before anything runs. The
-        # emulator starts after the local runs, so that its servers do not share the cores with them.
-        remote_executor = stack.enter_context(aws_lambda()) if args.aws else None
-        with lambdamap.local_executor(workers=args.workers, progress=False) as executor:
-            for run in RUNS:
-                results["local"][run], measured["local"][run] = run_workloads(executor, "local", run, None,
-                                                                              EMULATED_MEMORY_MB, out_dir)
-        if remote_executor is None:
-            remote_executor = stack.enter_context(emulated_lambda(args.lambda_workers))
-        memory_mb = getattr(remote_executor.invoker, "memory_mb", None) or EMULATED_MEMORY_MB
+        # AWS: its preflight names a missing function, bucket or credentials before anything runs.
+        remote_executor = stack.enter_context(aws_lambda() if args.aws else emulated_lambda(args.lambda_workers))
+        local_executor = stack.enter_context(lambdamap.local_executor(workers=args.workers, progress=False))
+        backends = {
+            "local": (local_executor, None, EMULATED_MEMORY_MB),
+            remote: (remote_executor, None if args.aws else args.max_invocations,
+                     getattr(remote_executor.invoker, "memory_mb", None) or EMULATED_MEMORY_MB),
+        }
+        # Interleaved (each workload on one backend, then on the other), so that other load on the machine and
+        # drifts in its speed hit both backends alike: compare the ratios.
         for run in RUNS:
-            results[remote][run], measured[remote][run] = run_workloads(
-                remote_executor, remote, run, None if args.aws else args.max_invocations, memory_mb, out_dir)
+            for name in WORKLOADS:
+                for label, (executor, max_invocations, memory_mb) in backends.items():
+                    out, facts = measure(executor, name, label, run, workload(executor, name, max_invocations),
+                                         memory_mb, out_dir)
+                    results[label][run][name] = out
+                    measured[label][run][name] = {**facts, **highlights(name, out)}
 
     reference = results["local"]["first"]
     same = {f"{backend} {run}": compare(reference, results[backend][run])

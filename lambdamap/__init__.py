@@ -83,9 +83,12 @@ def local_executor(workers: int | None = None, *, storage_dir: str | None = None
                                        progress=progress))
 
 
-def lambda_executor(function_name: str = "lambdamap-runtime", bucket: str | None = None, region: str | None = None,
+def lambda_executor(function_name: str | None = None, bucket: str | None = None, region: str | None = None,
                     **options: Any) -> Executor:
     """An executor on AWS Lambda with S3 storage (needs ``pip install 'lambdamap[aws]'``).
+
+    Unset arguments come from ``LAMBDAMAP_*`` environment variables, then the config file that ``lambdamap deploy``
+    writes, then defaults (function ``lambdamap-runtime``).
 
     ``options`` are further :class:`Config` fields: ``workers`` (invocations in flight), ``endpoint_url`` (an
     S3-compatible store), ``lambda_endpoint_url``, ``prefix``.
