@@ -273,6 +273,22 @@ def _aws_errors(doing: str) -> Iterator[None]:
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.WaiterError) as exc:
         raise DeploymentError(f"could not {doing}: {exc}") from exc
 
+def _unless_missing(call: Any, doing: str) -> Any:
+    """``call()``, or None when AWS answers ResourceNotFoundException; other errors as :func:`_aws_errors` says."""
+    try:
+        return call()
+    except Exception as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            with _aws_errors(doing):
+                raise exc
+        return None
+
+
+def _get_function(lam: Any, name: str) -> dict[str, Any] | None:
+    """The function's description, or None if it does not exist."""
+    return _unless_missing(lambda: lam.get_function(FunctionName=name), f"read the function {name}")
+
+
 
 # -- steps ------------------------------------------------------------------------------------------------------------
 def ensure_bucket(aws: Aws, expire_days: int = DEFAULT_EXPIRE_DAYS) -> str:
@@ -426,13 +442,7 @@ def ensure_function(aws: Aws, layer: LayerBuild, layer_arn: str, role_arn: str, 
     config = {"Runtime": f"python{layer.python}", "Role": role_arn, "Handler": HANDLER, "Layers": [layer_arn],
               "MemorySize": settings.memory_mb, "Timeout": settings.timeout_s,
               "Description": f"lambdamap {layer.versions.get('lambdamap')} generic runtime"}
-    try:
-        existing = lam.get_function(FunctionName=name)
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            with _aws_errors(f"read the function {name}"):
-                raise exc
-        existing = None
+    existing = _get_function(lam, name)
     if existing is None:
         # A role created seconds ago may not be assumable by Lambda yet (IAM is eventually consistent).
         deadline = time.monotonic() + (ROLE_PROPAGATION_SECONDS if role_is_new else 0)
@@ -483,13 +493,8 @@ def async_config() -> dict[str, int]:
 def read_async_config(aws: Aws) -> dict[str, Any] | None:
     """The function's event invoke config, or None if it has none (Lambda then retries failed events twice)."""
     name = aws.target.function_name
-    try:
-        return aws.client("lambda").get_function_event_invoke_config(FunctionName=name)
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            with _aws_errors(f"read the asynchronous invocation config of the function {name}"):
-                raise exc
-        return None
+    return _unless_missing(lambda: aws.client("lambda").get_function_event_invoke_config(FunctionName=name),
+                           f"read the asynchronous invocation config of the function {name}")
 
 
 def ensure_async_config(aws: Aws) -> bool:
@@ -641,13 +646,7 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
     mine = client_versions()
     problems: list[str] = []
     notes: list[str] = []
-    try:
-        found = lam.get_function(FunctionName=name)
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            with _aws_errors(f"read the function {name}"):
-                raise exc
-        found = None
+    found = _get_function(lam, name)
     function, runtime, bucket, async_conf = None, {}, target.bucket, None
     if found is None:
         problems.append(f"the function {name} does not exist in {aws.region}: run `lambdamap deploy`")
@@ -694,14 +693,8 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
 
 
 def _bucket_from_function(aws: Aws) -> str | None:
-    try:
-        tags = aws.client("lambda").get_function(FunctionName=aws.target.function_name).get("Tags") or {}
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            with _aws_errors(f"read the function {aws.target.function_name}"):
-                raise exc
-        return None
-    return tags.get("lambdamap:bucket")
+    found = _get_function(aws.client("lambda"), aws.target.function_name)
+    return None if found is None else (found.get("Tags") or {}).get("lambdamap:bucket")
 
 
 def _storage(aws: Aws, bucket: str) -> Any:
@@ -752,13 +745,7 @@ def destroy(target: Target, *, delete_bucket: bool = False, session: Any = None,
         if log:
             log(msg)
 
-    try:
-        found = lam.get_function(FunctionName=target.function_name)
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            with _aws_errors(f"read the function {target.function_name}"):
-                raise exc
-        found = None
+    found = _get_function(lam, target.function_name)
     tags = (found or {}).get("Tags") or {}
     if found is not None and tags.get(MANAGED_TAG) != "true":
         raise DeploymentError(f"the function {target.function_name} was not deployed by `lambdamap deploy`; remove "
