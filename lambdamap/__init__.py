@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
+from lambdamap._version import __version__  # noqa: E402
 from lambdamap.config import Config, load_config  # noqa: E402
 from lambdamap.errors import (  # noqa: E402
     ConfigError,

@@ -39,6 +39,7 @@ from lambdamap.invokers.base import Invoker
 from lambdamap.serialize import loads
 from lambdamap.storage.base import Storage
 from lambdamap.task import ResultRecord, TaskSpec
+from lambdamap.tracebacks import RemoteTrace
 
 log = logging.getLogger("lambdamap")
 
@@ -381,7 +382,8 @@ class Collector:
                             f"call {fut.call_id} of job {job.job_id} did not finish before the executor shut down"))
 
 
-def _rebuild_error(data: bytes | None, tb: str | None, type_name: str | None, message: str | None) -> BaseException:
+def _rebuild_error(data: bytes | None, tb: RemoteTrace | str | None, type_name: str | None,
+                   message: str | None) -> BaseException:
     try:
         exc = loads(data) if data is not None else TaskError(f"{type_name}: {message}", type_name or "Exception")
     except Exception as load_exc:  # the exception's class is unknown on the client
@@ -390,7 +392,7 @@ def _rebuild_error(data: bytes | None, tb: str | None, type_name: str | None, me
     if not isinstance(exc, BaseException):
         exc = TaskError(f"{type_name}: {message}", type_name or "Exception")
     if tb:
-        exc.__cause__ = RemoteTraceback(tb)
+        exc.__cause__ = RemoteTraceback(str(tb))  # rendered here, with this client's source files
     return exc
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import pickle
 import site
 import sys
 import sysconfig
 import threading
-import traceback
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +23,7 @@ from typing import Any
 
 import cloudpickle
 
+from lambdamap import tracebacks
 from lambdamap.errors import SerializationError, TaskError
 
 # Our own packages are always present on workers (the runtime layer ships them).
@@ -91,17 +93,36 @@ def local_packages() -> list[ModuleType]:
     return _local_cache[1]
 
 
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle's pickler, noting where each function's code lives so that remote tracebacks can name it."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType):
+            tracebacks.remember(obj)
+        return super().reducer_override(obj)
+
+
+def _dumps(obj: Any) -> bytes:
+    with io.BytesIO() as file:
+        _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return file.getvalue()
+
+
 def _pickle(obj: Any) -> bytes:
     """cloudpickle ``obj`` with every local module pickled by value, so remote workers need none of its files."""
     with _by_value_lock:
-        added = [m for m in local_packages() if m.__name__ not in cloudpickle.list_registry_pickle_by_value()]
-        for module in added:
+        # One module can be loaded under two names (a spawned process's ``__main__`` is also ``__mp_main__``):
+        # register each name once, and unregister exactly what was registered here, so the finally never raises.
+        registered = cloudpickle.list_registry_pickle_by_value()
+        added = {m.__name__: m for m in local_packages() if m.__name__ not in registered}
+        for module in added.values():
             cloudpickle.register_pickle_by_value(module)
         try:
-            return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            return _dumps(obj)
         finally:
-            for module in added:
-                cloudpickle.unregister_pickle_by_value(module)
+            for name, module in added.items():
+                if name in cloudpickle.list_registry_pickle_by_value():
+                    cloudpickle.unregister_pickle_by_value(module)
 
 
 def dumps_function(fn: Callable[..., Any]) -> bytes:
@@ -149,13 +170,13 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def dumps_exception(exc: BaseException) -> tuple[bytes, str]:
-    """Pickle an exception for transport, with its formatted traceback.
+def dumps_exception(exc: BaseException) -> tuple[bytes, tracebacks.RemoteTrace]:
+    """Pickle an exception for transport, with its traceback as plain data (rendered by the client).
 
     Exceptions that cannot be pickled (or not unpickled again, e.g. custom ``__init__`` signatures) are replaced by a
     :class:`TaskError` carrying the original type name and message.
     """
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = tracebacks.capture(exc)
     cause, context, trace = exc.__cause__, exc.__context__, exc.__traceback__
     try:
         # Tracebacks and chained exceptions do not pickle; the formatted traceback carries them.

@@ -3,7 +3,7 @@
 * :class:`TaskSpec` is the payload an invoker sends: small JSON with the storage location, keys, call ids and the
   client's versions. It never holds configuration or credentials (the worker gets those from its own environment).
 * :class:`ResultRecord` is what the worker always writes to storage at the end of an invocation: one
-  :class:`CallOutcome` per call (a pickled value, or a pickled exception with its formatted traceback), timings, memory
+  :class:`CallOutcome` per call (a pickled value, or a pickled exception with its traceback), timings, memory
   and the runtime's own versions.
 """
 
@@ -17,13 +17,14 @@ from typing import Any
 
 import cloudpickle
 
+from lambdamap._version import __version__
+from lambdamap.tracebacks import RemoteTrace
+
 SPEC_VERSION = 1
 
 
 def client_versions() -> dict[str, str]:
     """The versions a worker must match: Python major.minor and cloudpickle (pickles depend on both)."""
-    from lambdamap import __version__
-
     py = platform.python_version_tuple()
     return {"python": f"{py[0]}.{py[1]}", "cloudpickle": cloudpickle.__version__, "lambdamap": __version__}
 
@@ -82,10 +83,11 @@ class TaskSpec:
 
 @dataclass
 class CallError:
-    """How one call failed: the pickled exception, its formatted traceback, and its type name and message."""
+    """How one call failed: the pickled exception, its traceback (plain data the client renders), and its type name
+    and message."""
 
     error: bytes
-    traceback: str
+    traceback: RemoteTrace | str
     error_type: str
     error_message: str
 
@@ -134,7 +136,7 @@ class ResultRecord:
     # Set when the invocation as a whole failed before or around the calls (version mismatch, unreadable function):
     # then every call of the invocation fails with this error.
     setup_error: bytes | None = None
-    setup_traceback: str | None = None
+    setup_traceback: RemoteTrace | str | None = None
     setup_error_type: str | None = None
     setup_error_message: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -155,7 +157,7 @@ class ResultRecord:
             if err is None:
                 view.value = cloudpickle.dumps(values[i])
             else:
-                view.error, view.traceback = err.error, err.traceback
+                view.error, view.traceback = err.error, str(err.traceback)
                 view.error_type, view.error_message = err.error_type, err.error_message
             views.append(view)
         return views

@@ -321,6 +321,9 @@ def ensure_ministack(timeout: float = 600.0) -> tuple[list[str], dict[str, str]]
         shutil.rmtree(target, ignore_errors=True)
         package = f"ministack=={MINISTACK_VERSION}"
         pip = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        constraints = os.environ.get("LAMBDAMAP_TEST_MINISTACK_CONSTRAINTS")  # .ci/run's pinned set
+        if constraints:
+            pip += ["--constraint", constraints]
         try:
             venv_ok = subprocess.run([sys.executable, "-m", "venv", str(home / "venv")], timeout=timeout,
                                      capture_output=True).returncode == 0
@@ -401,10 +404,14 @@ def create_handler_function(server: Endpoint, name: str, *, handler: str = "lamb
     lambdamap's runtime is deployed with 0, because lambdamap retries lost invocations itself.
     """
     client = server.client("lambda")
+    # The emulated worker gets the client's BLAS settings (OPENBLAS_CORETYPE is set per process on some machines):
+    # tests that claim bit-identical numerics across backends then compare the same BLAS kernel on both sides.
+    variables = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    variables.update(environment or {})
     config = client.create_function(
         FunctionName=name, Runtime="provided.al2023", Role=f"arn:aws:iam::{ACCOUNT}:role/lambdamap-test",
         Handler=handler, Code={"ZipFile": handler_zip(handler, python)}, Timeout=timeout, MemorySize=memory_mb,
-        Environment={"Variables": dict(environment or {})},
+        Environment={"Variables": variables},
     )
     client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=max_retry_attempts)
     return config

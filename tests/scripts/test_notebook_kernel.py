@@ -1,0 +1,51 @@
+"""Code run in a real Jupyter kernel (ipykernel, driven through jupyter_client): a function defined in a cell fails
+on a worker, and its remote traceback names the cell and shows the cell's source line."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+jupyter_client = pytest.importorskip("jupyter_client")
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "LAMBDAMAP_BACKEND": "local", "LAMBDAMAP_CONFIG": str(tmp_path / "none.toml")}
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env=env, startup_timeout=120)
+    try:
+        yield client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def run_cell(client, code: str, timeout: float = 120) -> str:
+    out: list[str] = []
+
+    def hook(msg):
+        content = msg["content"]
+        if msg["msg_type"] == "stream":
+            out.append(content["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(content["traceback"]))
+
+    reply = client.execute_interactive(code, output_hook=hook, timeout=timeout)
+    assert reply["content"]["status"] == "ok", "".join(out)
+    return "".join(out)
+
+
+def test_cell_function_traceback_names_the_cell_and_its_source(kernel):
+    run_cell(kernel, "import lambdamap\npwex = lambdamap.local_executor(workers=1, progress=False)")
+    run_cell(kernel, "def scale(x):\n    factor = 10\n    return factor / (x - 3)  # cell source line\n")
+    out = run_cell(kernel, "exc = pwex.submit(scale, 3).exception(timeout=120)\n"
+                           "print(type(exc).__name__)\nprint(exc.__cause__.tb)\n"
+                           "print(lambdamap.get_all_results(pwex.map(scale, [4, 5])))\npwex.shutdown()")
+    assert out.startswith("ZeroDivisionError\n"), out
+    # IPython names a cell's code after a file under its temporary folder and keeps its lines in linecache.
+    assert "ipykernel_" in out and ", line 3, in scale\n    return factor / (x - 3)  # cell source line" in out, out
+    assert "<dynamic-code>" not in out
+    assert out.rstrip().endswith("[10.0, 5.0]")
