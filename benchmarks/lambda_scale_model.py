@@ -20,7 +20,7 @@ Everything else is a named assumption with its source (printed in the second tab
 task time x 1,000 / 2 cores. Lambda is a discrete-event simulation of today's client and of Lambda (:func:`simulate`):
 serial PUTs, the invoker's window of ``workers`` outstanding invocations, Lambda's concurrency and warm reuse, the
 collector's adaptive polling and serial GETs. It predicts the wall time of several Lambda set-ups, and their cost with
-``lambdamap.summary.lambda_cost``.
+``lambdamap.observe.summary.lambda_cost``.
 
 Run (about 2 minutes here; needs the test extras for SeaweedFS and MiniStack, as ``local_vs_lambda.py``)::
 
@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's lambdamap and dml, whatever is 
 import numpy as np  # noqa: E402
 
 import lambdamap  # noqa: E402
-from lambdamap.summary import lambda_cost  # noqa: E402
+from lambdamap.observe.summary import lambda_cost  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "lambda_scale_model.json"
 
@@ -113,7 +113,7 @@ def assumptions(s3_latency: float, invoke_latency: float) -> dict[str, Assumptio
                    "Region; assumed"),
         Assumption("poll_interval_s", 2.0, "s at most",
                    "lambdamap's collector lists a job's results 0.02 s after finding some, else 1.5 times later "
-                   "than the last time, up to 2 s (lambdamap.collector; simulated as such)"),
+                   "than the last time, up to 2 s (lambdamap.core.collector; simulated as such)"),
         Assumption("laptop_cost_usd", 0.0, "USD", "the laptop is already paid for: no marginal cost counted"),
     ]
     return {x.name: x for x in a}
@@ -191,7 +191,7 @@ def run_tasks(jobs: list[tuple[str, str, int]], timeout: float = 600) -> list[di
 
 def cold_import_seconds(repeats: int = 3) -> dict[str, float]:
     """A fresh interpreter importing what a cold Lambda worker imports before its first task."""
-    code = ("import time; t = time.perf_counter(); import lambdamap.aws_handler, lambdamap.worker, dml.tasks, "
+    code = ("import time; t = time.perf_counter(); import lambdamap.aws.handler, lambdamap.core.worker, dml.tasks, "
             "sklearn.ensemble, numpy, cloudpickle; print(time.perf_counter() - t)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     imports, totals = [], []
@@ -264,7 +264,7 @@ def client_rates(n_invocations: int, invoke_workers: int, repeats: int = 3) -> d
     sys.path.insert(0, str(ROOT / "tests"))
     from support.aws_servers import aws_stack
 
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     with aws_stack() as stack:
         stack.create_function("lambdamap-runtime", timeout=60, memory_mb=1769)
@@ -294,7 +294,7 @@ def client_rates(n_invocations: int, invoke_workers: int, repeats: int = 3) -> d
 def _invoke_run(storage: Any, region: str, api: str, session: Any, n_invocations: int,
                 invoke_workers: int) -> dict[str, float]:
     """One job of ``n_invocations`` trivial invocations through the real executor and LambdaInvoker."""
-    from lambdamap.invokers.aws_lambda import LambdaInvoker
+    from lambdamap.aws.invoker import LambdaInvoker
 
     invoker = LambdaInvoker("lambdamap-runtime", region=region, endpoint_url=api, session=session,
                             max_workers=invoke_workers, storage=storage)

@@ -78,7 +78,7 @@ def measure(pwex, counting, n: int, chunksize: int | None) -> dict[str, float]:
 
 def local_figures(n: int) -> dict[str, float]:
     import lambdamap
-    from lambdamap.invokers.local import LocalInvoker
+    from lambdamap.backends.local import LocalInvoker
     from lambdamap.storage.base import CountingStorage
     from lambdamap.storage.local import LocalStorage
 
@@ -93,9 +93,9 @@ def lambda_figures(n: int, max_invocations: int) -> dict[str, float]:
     from support.aws_servers import aws_stack
 
     import lambdamap
-    from lambdamap.invokers.aws_lambda import LambdaInvoker
+    from lambdamap.aws.invoker import LambdaInvoker
+    from lambdamap.aws.s3 import S3Storage
     from lambdamap.storage.base import CountingStorage
-    from lambdamap.storage.s3 import S3Storage
 
     with aws_stack() as stack:
         stack.create_function("lambdamap-runtime", timeout=120)

@@ -13,6 +13,17 @@ from typing import Any
 
 from lambdamap._version import __version__  # noqa: E402
 from lambdamap.config import Config, load_config  # noqa: E402
+from lambdamap.core.executor import Executor  # noqa: E402
+from lambdamap.core.future import (  # noqa: E402
+    ALL_COMPLETED,
+    ALWAYS,
+    ANY_COMPLETED,
+    CallStats,
+    Future,
+    get_all_results,
+    wait,
+)
+from lambdamap.core.shared import ObjectRef  # noqa: E402
 from lambdamap.errors import (  # noqa: E402
     ConfigError,
     DeploymentError,
@@ -29,18 +40,7 @@ from lambdamap.errors import (  # noqa: E402
     VersionMismatchError,
     WorkerLostError,
 )
-from lambdamap.executor import Executor  # noqa: E402
-from lambdamap.future import (  # noqa: E402
-    ALL_COMPLETED,
-    ALWAYS,
-    ANY_COMPLETED,
-    CallStats,
-    Future,
-    get_all_results,
-    wait,
-)
-from lambdamap.shared import ObjectRef  # noqa: E402
-from lambdamap.summary import JobSummary, LambdaPricing, lambda_cost, summarize  # noqa: E402
+from lambdamap.observe.summary import JobSummary, LambdaPricing, lambda_cost, summarize  # noqa: E402
 
 __all__ = [
     "ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "CallStats", "Config", "ConfigError", "DeploymentError", "Executor",
@@ -53,8 +53,8 @@ __all__ = [
 
 
 def plot(futures: Any, path: Any, *, title: str | None = None) -> str:
-    """Write a PNG timeline of ``futures`` (see :func:`lambdamap.timeline.plot`; needs the ``plot`` extra)."""
-    from lambdamap.timeline import plot as _plot
+    """Write a PNG timeline of ``futures`` (see :func:`lambdamap.observe.timeline.plot`; needs the ``plot`` extra)."""
+    from lambdamap.observe.timeline import plot as _plot
 
     return _plot(futures, path, title=title)
 
@@ -65,7 +65,7 @@ def default_executor(**overrides: Any) -> Executor:
 
     ``overrides`` are :class:`Config` fields, e.g. ``default_executor(backend="lambda", bucket="b")``.
     """
-    from lambdamap.backends import executor_from_config
+    from lambdamap.backends.registry import executor_from_config
 
     return executor_from_config(load_config(**overrides))
 
@@ -76,7 +76,7 @@ def local_executor(workers: int | None = None, *, storage_dir: str | None = None
 
     Job objects go to ``storage_dir`` (default: a temporary folder removed at shutdown).
     """
-    from lambdamap.backends import executor_from_config
+    from lambdamap.backends.registry import executor_from_config
 
     return executor_from_config(Config(backend="local", workers=workers, storage_dir=storage_dir,
                                        progress=progress))
@@ -92,7 +92,7 @@ def lambda_executor(function_name: str | None = None, bucket: str | None = None,
     ``options`` are further :class:`Config` fields: ``workers`` (invocations in flight), ``endpoint_url`` (an
     S3-compatible store), ``lambda_endpoint_url``, ``prefix``.
     """
-    from lambdamap.backends import executor_from_config
+    from lambdamap.backends.registry import executor_from_config
 
     return executor_from_config(load_config(backend="lambda", function_name=function_name, bucket=bucket,
                                             region=region, **options))
@@ -104,6 +104,6 @@ def dask_executor(client_or_address: Any = None, **options: Any) -> Executor:
     Pass a ``distributed.Client`` or a scheduler address. ``storage_dir`` must be shared by client and workers
     (the default temporary folder is, when the cluster runs on this machine).
     """
-    from lambdamap.invokers.dask import make_dask_executor
+    from lambdamap.backends.dask.invoker import make_dask_executor
 
     return make_dask_executor(client_or_address, **options)

@@ -49,7 +49,7 @@ def _aws_options() -> argparse.ArgumentParser:
 
 
 def _build_options(with_output: bool) -> argparse.ArgumentParser:
-    from lambdamap.runtime_build import LAMBDA_PYTHONS, client_python
+    from lambdamap.aws.layer import LAMBDA_PYTHONS, client_python
 
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("runtime layer")
@@ -78,7 +78,7 @@ def _build_options(with_output: bool) -> argparse.ArgumentParser:
 
 
 def _build(args: argparse.Namespace, output: Any) -> Any:
-    from lambdamap.runtime_build import DEFAULT_PACKAGES, MINIMAL_PACKAGES, build_layer, client_python
+    from lambdamap.aws.layer import DEFAULT_PACKAGES, MINIMAL_PACKAGES, build_layer, client_python
 
     python, arch = args.python or client_python(), args.arch or "x86_64"
     _out(f"building the layer for python{python} {arch} (pip may take a few minutes)...")
@@ -89,8 +89,8 @@ def _build(args: argparse.Namespace, output: Any) -> Any:
 
 def _target(args: argparse.Namespace) -> Any:
     """The deployment target: command-line options > lambdamap config (env, file) > defaults."""
+    from lambdamap.aws.deploy import Target
     from lambdamap.config import load_config
-    from lambdamap.deploy import Target
 
     config = load_config()
     return Target(
@@ -118,7 +118,7 @@ def _runtime_build(args: argparse.Namespace) -> int:
 
 
 def add_deploy(subparsers: Subparsers) -> None:
-    from lambdamap.deploy import DEFAULT_EXPIRE_DAYS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+    from lambdamap.aws.deploy import DEFAULT_EXPIRE_DAYS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 
     deploy = subparsers.add_parser(
         "deploy", parents=[_aws_options(), _build_options(with_output=False)],
@@ -141,14 +141,14 @@ def add_deploy(subparsers: Subparsers) -> None:
 def _deploy(args: argparse.Namespace) -> int:
     import tempfile
 
-    from lambdamap.deploy import FunctionSettings, deploy
+    from lambdamap.aws.deploy import FunctionSettings, deploy
 
     target = _target(args)  # check names before a long build
     settings = FunctionSettings(memory_mb=args.memory, timeout_s=args.timeout, expire_days=args.expire_days)
     with tempfile.TemporaryDirectory(prefix="lambdamap-deploy-") as tmp:
         if args.layer_zip:
+            from lambdamap.aws.layer import inspect_layer
             from lambdamap.errors import DeploymentError
-            from lambdamap.runtime_build import inspect_layer
 
             layer: Any = inspect_layer(args.layer_zip)
             for option, wanted, actual in (("--python", args.python, layer.python), ("--arch", args.arch, layer.arch)):
@@ -171,7 +171,7 @@ def add_status(subparsers: Subparsers) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lambdamap.deploy import status
+    from lambdamap.aws.deploy import status
 
     report = status(_target(args))
     _out(report.render())
@@ -187,7 +187,7 @@ def add_cleanup(subparsers: Subparsers) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from lambdamap.deploy import cleanup
+    from lambdamap.aws.deploy import cleanup
 
     bucket, count = cleanup(_target(args), blobs=args.blobs)
     _out(f"deleted {count} object(s) from s3://{bucket}")
@@ -203,7 +203,7 @@ def add_destroy(subparsers: Subparsers) -> None:
 
 
 def _destroy(args: argparse.Namespace) -> int:
-    from lambdamap.deploy import destroy
+    from lambdamap.aws.deploy import destroy
 
     done = destroy(_target(args), delete_bucket=args.delete_bucket, log=_out)
     if not done:
@@ -232,7 +232,7 @@ def _job_storage(args: argparse.Namespace) -> tuple[Any, str]:
         return LocalStorage(storage_dir), prefix
     bucket = args.bucket or config.bucket
     if bucket:
-        from lambdamap.storage.s3 import S3Storage
+        from lambdamap.aws.s3 import S3Storage
 
         return S3Storage(bucket, region=args.region or config.region,
                          endpoint_url=args.endpoint_url or config.endpoint_url), prefix
@@ -251,7 +251,7 @@ def add_jobs(subparsers: Subparsers) -> None:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from lambdamap.jobs import list_jobs
+    from lambdamap.observe.jobs import list_jobs
 
     storage, prefix = _job_storage(args)
     listing = list_jobs(storage, prefix)
@@ -266,7 +266,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _job(args: argparse.Namespace) -> int:
     from lambdamap.errors import ConfigError
-    from lambdamap.jobs import describe_job, list_jobs
+    from lambdamap.observe.jobs import describe_job, list_jobs
 
     storage, prefix = _job_storage(args)
     listing = {j.job_id: j for j in list_jobs(storage, prefix)}

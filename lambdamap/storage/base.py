@@ -52,7 +52,7 @@ class Storage(ABC):
 # kind -> (module, class, install hint). Imported lazily so `import lambdamap` needs no boto3.
 _STORAGE_KINDS: dict[str, tuple[str, str, str | None]] = {
     "local": ("lambdamap.storage.local", "LocalStorage", None),
-    "s3": ("lambdamap.storage.s3", "S3Storage", "pip install 'lambdamap[aws]'"),
+    "s3": ("lambdamap.aws.s3", "S3Storage", "pip install 'lambdamap[aws]'"),
 }
 
 _worker_storages: dict[tuple[tuple[str, str], ...], Storage] = {}

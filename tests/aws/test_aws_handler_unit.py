@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from lambdamap import aws_handler, keys
+from lambdamap.aws import handler as aws_handler
+from lambdamap.core import keys
+from lambdamap.core.serialize import dumps_calls, dumps_function
+from lambdamap.core.task import ResultRecord, TaskSpec, client_versions
 from lambdamap.errors import VersionMismatchError
-from lambdamap.serialize import dumps_calls, dumps_function
 from lambdamap.storage.local import LocalStorage
-from lambdamap.task import ResultRecord, TaskSpec, client_versions
 
 
 def context(request_id: str = "req-1", remaining_ms: int = 60_000) -> SimpleNamespace:

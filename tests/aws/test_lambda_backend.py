@@ -16,9 +16,9 @@ from support.lambda_fixtures import COMPLETION_MARGIN, FUNCTION, SHORT_FUNCTION,
 from support.marks import runs_per_input
 
 import lambdamap
+from lambdamap.aws.invoker import LambdaInvoker
+from lambdamap.core.task import ResultRecord, TaskSpec
 from lambdamap.errors import PreflightError, TaskTimeoutError, VersionMismatchError, WorkerLostError
-from lambdamap.invokers.aws_lambda import LambdaInvoker
-from lambdamap.task import ResultRecord, TaskSpec
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -171,7 +171,7 @@ class TwiceInvoker(LambdaInvoker):
 
 
 def test_concurrent_duplicate_deliveries_complete_each_future_once(local_aws, marks):
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     session = local_aws.session()
     storage = S3Storage(local_aws.bucket, region=local_aws.region, endpoint_url=local_aws.s3.endpoint_url,
@@ -193,11 +193,11 @@ def test_concurrent_duplicate_deliveries_complete_each_future_once(local_aws, ma
 
 
 def test_version_mismatch_is_reported_with_both_versions_and_the_fix(local_aws, monkeypatch):
-    import lambdamap.executor
-    from lambdamap.task import client_versions
+    import lambdamap.core.executor
+    from lambdamap.core.task import client_versions
 
     ours = client_versions()
-    monkeypatch.setattr(lambdamap.executor, "client_versions", lambda: {**ours, "cloudpickle": "2.0.0"})
+    monkeypatch.setattr(lambdamap.core.executor, "client_versions", lambda: {**ours, "cloudpickle": "2.0.0"})
     with lambda_executor_for(local_aws) as pwex:
         future = pwex.submit(lambda: 1)
         error = future.exception(timeout=120)

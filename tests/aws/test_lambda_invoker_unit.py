@@ -10,9 +10,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from lambdamap.aws.invoker import ASYNC_PAYLOAD_LIMIT, LambdaInvoker
+from lambdamap.core.task import TaskSpec
 from lambdamap.errors import InvocationError, PreflightError
-from lambdamap.invokers.aws_lambda import ASYNC_PAYLOAD_LIMIT, LambdaInvoker
-from lambdamap.task import TaskSpec
 
 pytestmark = pytest.mark.timeout(60)
 

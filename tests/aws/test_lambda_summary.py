@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lambdamap
-from lambdamap.summary import lambda_cost
+from lambdamap.observe.summary import lambda_cost
 
 
 @pytest.mark.timeout(300)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 def storage(request, tmp_path) -> Storage:
     if request.param == "local":
         return LocalStorage(tmp_path / "store")
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     stack = request.getfixturevalue("local_aws")
     # A small multipart threshold so the large-object test really goes through multipart upload.
@@ -123,7 +123,7 @@ def test_location_rebuilds_the_same_storage_without_credentials(storage, prefix,
 # -- S3 specifics ------------------------------------------------------------------------------------------------
 @pytest.fixture
 def s3(local_aws):
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     return S3Storage(local_aws.bucket, region=local_aws.region, endpoint_url=local_aws.s3.endpoint_url,
                      session=local_aws.session(), multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20)
@@ -150,7 +150,7 @@ def test_s3_every_put_is_encrypted_and_large_ones_are_multipart(s3, prefix):
 def test_s3_missing_bucket_and_bad_credentials_are_clear_errors(local_aws):
     import boto3
 
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     missing = S3Storage("no-such-bucket-lm", region=local_aws.region, endpoint_url=local_aws.s3.endpoint_url,
                         session=local_aws.session())
@@ -169,7 +169,7 @@ def test_s3_unreachable_endpoint_is_a_storage_error():
     import boto3
     from support.aws_servers import free_ports
 
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     (port,) = free_ports(1)
     session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
@@ -179,7 +179,7 @@ def test_s3_unreachable_endpoint_is_a_storage_error():
 
 
 def test_s3_rejects_bad_names_and_credentials_in_the_endpoint():
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     with pytest.raises(ConfigError, match="bucket"):
         S3Storage("")

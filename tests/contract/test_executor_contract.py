@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lambdamap
-from lambdamap import keys
+from lambdamap.core import keys
 
 
 def square(x):

@@ -27,7 +27,7 @@ def test_install_folders_and_user_folders(tmp_path):
     (project / "tests" / "usermod.py").write_text("def g():\n    return 2\n")
     code = """
         import fakepkg, usermod, numpy
-        from lambdamap.serialize import _is_local
+        from lambdamap.core.serialize import _is_local
         print(_is_local(fakepkg), _is_local(usermod), _is_local(numpy))
     """
     assert run(code, tmp_path, [str(layer), str(project), str(project / "tests")]) == "False True False"

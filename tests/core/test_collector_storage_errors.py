@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lambdamap
-from lambdamap.invokers.local import LocalInvoker
+from lambdamap.backends.local import LocalInvoker
 from lambdamap.storage.local import LocalStorage
 
 

@@ -80,7 +80,7 @@ def test_default_executor_is_local_and_runs(config_file):
 
 
 def test_missing_backend_dependency_names_the_install_command(config_file, monkeypatch):
-    from lambdamap import backends
+    from lambdamap.backends import registry as backends
 
     monkeypatch.setitem(backends._BACKENDS, "local", ("lambdamap_missing_module_xyz", "pip install 'lambdamap[x]'"))
     with pytest.raises(lambdamap.ConfigError, match=r"pip install 'lambdamap\[x\]'"):

@@ -14,7 +14,7 @@ def test_lambda_executor_uses_the_configured_function_name(monkeypatch, tmp_path
         seen["config"] = config
         raise lambdamap.PreflightError("stop here")
 
-    from lambdamap import backends
+    from lambdamap.backends import registry as backends
 
     monkeypatch.setattr(backends, "executor_from_config", fake_factory)
     monkeypatch.setenv("LAMBDAMAP_CONFIG", str(tmp_path / "none.toml"))

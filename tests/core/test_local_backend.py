@@ -108,7 +108,7 @@ def test_functions_from_a_local_module_are_pickled_by_value(tmp_path):
     script.write_text(textwrap.dedent("""
         import sys
         import lambdamap, usermod
-        from lambdamap.serialize import dumps_function
+        from lambdamap.core.serialize import dumps_function
         assert b"OFFSET" in dumps_function(usermod.shift)  # by value: the worker needs no usermod.py
         with lambdamap.local_executor(workers=1) as pwex:
             print(lambdamap.get_all_results(pwex.map(usermod.shift, [1, 2])))

@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 
 import lambdamap
-from lambdamap.summary import LambdaPricing, lambda_cost
+from lambdamap.observe.summary import LambdaPricing, lambda_cost
 
 
 def test_lambda_cost_bills_per_started_millisecond_and_request():

@@ -8,8 +8,8 @@ import os
 import pytest
 
 import lambdamap
-from lambdamap import keys
-from lambdamap.task import SPEC_VERSION, TaskSpec, client_versions
+from lambdamap.core import keys
+from lambdamap.core.task import SPEC_VERSION, TaskSpec, client_versions
 
 
 def make_spec(**changes):

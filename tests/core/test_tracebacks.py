@@ -1,4 +1,4 @@
-"""Remote tracebacks as plain data, rendered on the client with the client's source (lambdamap.tracebacks)."""
+"""Remote tracebacks as plain data, rendered on the client with the client's source (lambdamap.core.tracebacks)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import traceback
 
 import cloudpickle
 
-from lambdamap import serialize, tracebacks
+from lambdamap.core import serialize, tracebacks
 
 
 def _without_carets(text: str) -> list[str]:

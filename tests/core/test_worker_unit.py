@@ -8,12 +8,12 @@ import cloudpickle
 import pytest
 
 import lambdamap
-from lambdamap import keys
-from lambdamap.collector import _rebuild_error
-from lambdamap.serialize import digest, dumps_calls, dumps_function
+from lambdamap.core import keys
+from lambdamap.core.collector import _rebuild_error
+from lambdamap.core.serialize import digest, dumps_calls, dumps_function
+from lambdamap.core.task import ResultRecord, TaskSpec
+from lambdamap.core.worker import run_task
 from lambdamap.storage.local import LocalStorage
-from lambdamap.task import ResultRecord, TaskSpec
-from lambdamap.worker import run_task
 
 
 def stage(storage, fn, args, job="j1", **spec_changes):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import lambdamap
-from lambdamap import keys
+from lambdamap.core import keys
 from lambdamap.storage.local import LocalStorage
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import lambdamap
-from lambdamap import keys
-from lambdamap.storage.s3 import S3Storage
+from lambdamap.aws.s3 import S3Storage
+from lambdamap.core import keys
 
 BUCKET = "lambdamap-dask"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdamap.runtime_build import MINIMAL_PACKAGES, LayerBuild, build_layer, client_python, find_python
+from lambdamap.aws.layer import MINIMAL_PACKAGES, LayerBuild, build_layer, client_python, find_python
 
 #: Third-party parts of built layers, keyed by their pinned requirement set (see build_layer's cache_dir).
 LAYER_CACHE = Path(os.environ.get("LAMBDAMAP_TEST_CACHE") or Path.home() / ".cache" / "lambdamap-test") / "layers"

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from lambdamap import cli
+from lambdamap.aws.layer import client_python
 from lambdamap.config import read_config_file
-from lambdamap.runtime_build import client_python
 
 pytestmark = pytest.mark.timeout(300)
 

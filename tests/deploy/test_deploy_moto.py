@@ -1,4 +1,4 @@
-"""`lambdamap.deploy` against moto's in-process AWS: the API calls and the resources they leave behind.
+"""`lambdamap.aws.deploy` against moto's in-process AWS: the API calls and the resources they leave behind.
 
 moto cannot run a handler (no Docker here); the end-to-end run through a deployed function is in
 test_deploy_e2e.py against MiniStack.
@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import lambdamap
-from lambdamap import deploy as d
+from lambdamap.aws import deploy as d
+from lambdamap.aws.layer import MANIFEST_NAME, MAX_DIRECT_UPLOAD_BYTES, LayerBuild, inspect_layer
 from lambdamap.config import load_config, read_config_file
+from lambdamap.core.task import client_versions
 from lambdamap.errors import DeploymentError
-from lambdamap.runtime_build import MANIFEST_NAME, MAX_DIRECT_UPLOAD_BYTES, LayerBuild, inspect_layer
-from lambdamap.task import client_versions
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -56,7 +56,7 @@ def test_deploy_creates_bucket_role_layer_and_function_and_writes_the_config(ses
     lam, iam, s3 = (session.client(s) for s in ("lambda", "iam", "s3"))
     fn = lam.get_function(FunctionName="lambdamap-runtime")
     conf, tags = fn["Configuration"], fn["Tags"]
-    assert conf["Handler"] == d.HANDLER == "lambdamap.aws_handler.lambda_handler"
+    assert conf["Handler"] == d.HANDLER == "lambdamap.aws.handler.lambda_handler"
     assert conf["Runtime"] == f"python{py}" and conf["Architectures"] == ["x86_64"]
     assert (conf["MemorySize"], conf["Timeout"]) == (d.DEFAULT_MEMORY_MB, d.DEFAULT_TIMEOUT_S)
     assert [entry["Arn"] for entry in conf["Layers"]] == [result.layer_version_arn]

@@ -11,7 +11,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode_str
 
-from lambdamap import deploy as d
+from lambdamap.aws import deploy as d
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "template.yaml"

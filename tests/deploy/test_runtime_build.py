@@ -14,9 +14,8 @@ import numpy
 import pytest
 
 import lambdamap
-import lambdamap.runtime_build as rb
-from lambdamap.errors import DeploymentError
-from lambdamap.runtime_build import (
+import lambdamap.aws.layer as rb
+from lambdamap.aws.layer import (
     MANIFEST_NAME,
     MAX_DIRECT_UPLOAD_BYTES,
     MAX_UNZIPPED_BYTES,
@@ -30,6 +29,7 @@ from lambdamap.runtime_build import (
     platform_tags,
     resolve_requirements,
 )
+from lambdamap.errors import DeploymentError
 
 # -- units ------------------------------------------------------------------------------------------------------------
 
@@ -125,10 +125,11 @@ def _names(layer: LayerBuild) -> list[str]:
 def _check_common_contents(layer: LayerBuild) -> list[str]:
     names = _names(layer)
     assert all(n.startswith("python/") for n in names)
-    for required in ("python/lambdamap/__init__.py", "python/lambdamap/worker.py", "python/lambdamap/aws_handler.py",
+    for required in ("python/lambdamap/__init__.py", "python/lambdamap/core/worker.py",
+                     "python/lambdamap/aws_handler.py", "python/lambdamap/aws/handler.py",
                      "python/cloudpickle/__init__.py", "python/tqdm/__init__.py", MANIFEST_NAME):
         assert required in names, required
-    if (Path(rb.__file__).resolve().parent.parent / "dml" / "__init__.py").is_file():
+    if (Path(rb.__file__).resolve().parents[2] / "dml" / "__init__.py").is_file():
         assert "python/dml/__init__.py" in names and "python/dml/tasks.py" in names
     else:  # not silent: the build says the layer lacks dml
         assert any("'dml'" in w for w in layer.warnings)
@@ -187,7 +188,7 @@ print(json.dumps({{"python": "%d.%d" % sys.version_info[:2], "outside": outside,
                   "bytecode": os.path.exists(loaded["{first}"].__spec__.cached or "")}}))
 """
 _SCIENTIFIC = ["numpy", "scipy", "scipy.stats", "pandas", "sklearn", "sklearn.ensemble", "joblib"]
-_RUNTIME = ["cloudpickle", "tqdm", "lambdamap", "lambdamap.worker", "lambdamap.aws_handler", "dml", "dml.tasks"]
+_RUNTIME = ["cloudpickle", "tqdm", "lambdamap", "lambdamap.core.worker", "lambdamap.aws.handler", "dml", "dml.tasks"]
 _FIT = """    import numpy as np, pandas as pd
     from sklearn.ensemble import RandomForestRegressor
     rng = np.random.default_rng(seed)

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 import dml
 import lambdamap
 from dml import execution, splits, tasks
-from lambdamap import keys
+from lambdamap.core import keys
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,7 +14,7 @@ import pytest
 from joblib import Parallel, delayed
 
 import lambdamap
-from lambdamap.joblib_backend import LambdamapBackend
+from lambdamap.integrations.joblib import LambdamapBackend
 
 
 @pytest.fixture(params=["local", "dask"])
@@ -154,7 +154,7 @@ def test_batch_timeout_and_retries_reach_the_executor(local_backend):
 
 
 def test_without_an_executor_the_configured_default_is_used(monkeypatch):
-    import lambdamap.joblib_backend as jb
+    import lambdamap.integrations.joblib as jb
 
     monkeypatch.setenv("LAMBDAMAP_BACKEND", "local")
     monkeypatch.setenv("LAMBDAMAP_WORKERS", "2")

@@ -62,8 +62,8 @@ def _bad_config_file(ctx: Ctx) -> None:
 def _oversized_payload(ctx: Ctx) -> None:
     from support.lambda_fixtures import FUNCTION
 
-    from lambdamap.invokers.aws_lambda import ASYNC_PAYLOAD_LIMIT, LambdaInvoker
-    from lambdamap.task import TaskSpec
+    from lambdamap.aws.invoker import ASYNC_PAYLOAD_LIMIT, LambdaInvoker
+    from lambdamap.core.task import TaskSpec
 
     stack = ctx.request.getfixturevalue("local_aws")
     invoker = LambdaInvoker(FUNCTION, region=stack.region, endpoint_url=stack.lambda_endpoint_url,

@@ -23,9 +23,9 @@ from support.lambda_fixtures import COMPLETION_MARGIN, FUNCTION, SHORT_FUNCTION,
 from support.marks import runs_per_input
 
 import lambdamap
+from lambdamap.aws.invoker import LambdaInvoker
+from lambdamap.aws.s3 import S3Storage
 from lambdamap.errors import StorageError, WorkerLostError
-from lambdamap.invokers.aws_lambda import LambdaInvoker
-from lambdamap.storage.s3 import S3Storage
 
 pytestmark = pytest.mark.timeout(120)
 

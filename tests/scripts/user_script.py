@@ -48,7 +48,7 @@ def main():
         if "joblib" in sys.argv:
             import joblib
 
-            from lambdamap import joblib_backend  # noqa: F401 - the import registers the joblib backend
+            from lambdamap.integrations import joblib as _registers_backend  # noqa: F401 - registers "lambdamap"
 
             with joblib.parallel_config(backend="lambdamap", executor=pwex):
                 out = joblib.Parallel(n_jobs=2, batch_size=2)(joblib.delayed(abs)(-i) for i in range(6))

@@ -395,7 +395,7 @@ def handler_zip(handler: str, python: str | None = None, pythonpath: list[str] |
     return buf.getvalue()
 
 
-def create_handler_function(server: Endpoint, name: str, *, handler: str = "lambdamap.aws_handler.lambda_handler",
+def create_handler_function(server: Endpoint, name: str, *, handler: str = "lambdamap.aws.handler.lambda_handler",
                             timeout: int = 30, memory_mb: int = 512, environment: dict[str, str] | None = None,
                             python: str | None = None, max_retry_attempts: int = 0) -> dict[str, Any]:
     """CreateFunction on MiniStack with a ``provided.al2023`` bootstrap running ``handler``; returns its config.

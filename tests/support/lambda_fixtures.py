@@ -31,8 +31,8 @@ def local_aws() -> AwsStack:
 def lambda_executor_for(stack: AwsStack, function_name: str = FUNCTION, *, endpoint_url: str | None = None,
                         workers: int = 16, **invoker_options) -> lambdamap.Executor:
     """An executor on ``stack`` (S3Storage on SeaweedFS, LambdaInvoker through the recording proxy)."""
-    from lambdamap.invokers.aws_lambda import LambdaInvoker
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.invoker import LambdaInvoker
+    from lambdamap.aws.s3 import S3Storage
 
     session = stack.session()
     storage = S3Storage(stack.bucket, region=stack.region, endpoint_url=stack.s3.endpoint_url, session=session)

@@ -23,11 +23,12 @@ from typing import Any
 
 import cloudpickle
 
-from lambdamap import tracebacks
+from lambdamap.core import tracebacks
+from lambdamap.distribution import own_packages
 from lambdamap.errors import SerializationError, TaskError
 
 # Our own packages are always present on workers (the runtime layer ships them).
-_ALWAYS_BY_REFERENCE = {"lambdamap", "dml"}
+_ALWAYS_BY_REFERENCE = set(own_packages())
 _by_value_lock = threading.Lock()
 
 

@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from lambdamap.core.future import Future
 from lambdamap.errors import ConfigError
-from lambdamap.future import Future
 
 #: Above this many calls, markers are drawn for an evenly spaced sample (lines are always drawn for every call).
 MAX_MARKED_CALLS = 400

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lambdamap.distribution import own_packages
 from lambdamap.errors import DeploymentError
 
 #: Lambda Python runtimes: major.minor -> (glibc of the runtime's OS, OS name). Wheels must not need a newer glibc.
@@ -58,7 +59,7 @@ MINIMAL_PACKAGES: tuple[str, ...] = ("cloudpickle",)
 #: Runtime dependencies of lambdamap itself besides cloudpickle (boto3 comes with the Lambda runtime).
 LAMBDAMAP_DEPENDENCIES: tuple[str, ...] = ("tqdm",)
 #: Our own pure-Python packages, copied from this installation (pickles refer to them by reference).
-PROJECT_PACKAGES: tuple[str, ...] = ("lambdamap", "dml")
+PROJECT_PACKAGES: tuple[str, ...] = own_packages()
 #: Left out unless asked for by name with ``extra``: the runtime provides them.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath")
 
@@ -97,7 +98,7 @@ class LayerBuild:
 
     @property
     def runtime_versions(self) -> dict[str, str]:
-        """The versions a client must match (the keys of :func:`lambdamap.task.client_versions`)."""
+        """The versions a client must match (the keys of :func:`lambdamap.core.task.client_versions`)."""
         return {k: self.versions.get(k, "unknown") for k in ("python", "cloudpickle", "lambdamap")}
 
     def summary(self) -> str:
@@ -448,10 +449,11 @@ def _zip_tree(root: Path, arcroot: str, dest: Path) -> None:
 
 
 def project_package_dirs() -> tuple[dict[str, Path], list[str]]:
-    """Where this installation's ``lambdamap`` and ``dml`` packages are, and warnings about missing ones.
+    """Where this installation's packages (:func:`~lambdamap.distribution.own_packages`) are, and warnings about
+    missing ones.
 
-    Both come from one distribution, so ``dml`` is taken from beside ``lambdamap`` (the same source tree or
-    site-packages), never from whatever ``import dml`` would find first on ``sys.path``.
+    They come from one distribution, so each is taken from beside ``lambdamap`` (the same source tree or
+    site-packages), never from whatever ``import`` would find first on ``sys.path``.
     """
     import lambdamap
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 
 from lambdamap.config import Config
+from lambdamap.core.executor import Executor
 from lambdamap.errors import ConfigError
-from lambdamap.executor import Executor
 
 # name -> (module with make_executor(config), install hint)
 _BACKENDS: dict[str, tuple[str, str | None]] = {
-    "local": ("lambdamap.invokers.local", None),
-    "lambda": ("lambdamap.invokers.aws_lambda", "pip install 'lambdamap[aws]'"),
-    "dask": ("lambdamap.invokers.dask", "pip install 'lambdamap[dask]'"),
+    "local": ("lambdamap.backends.local", None),
+    "lambda": ("lambdamap.aws.invoker", "pip install 'lambdamap[aws]'"),
+    "dask": ("lambdamap.backends.dask.invoker", "pip install 'lambdamap[dask]'"),
 }
 
 

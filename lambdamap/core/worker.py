@@ -20,11 +20,11 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
+from lambdamap.core.serialize import dumps_exception, dumps_value, loads
+from lambdamap.core.shared import using_storage
+from lambdamap.core.task import CallError, ResultRecord, TaskSpec, client_versions
 from lambdamap.errors import SerializationError, TaskTimeoutError, VersionMismatchError
-from lambdamap.serialize import dumps_exception, dumps_value, loads
-from lambdamap.shared import using_storage
 from lambdamap.storage.base import CountingStorage, Storage, storage_from_location
-from lambdamap.task import CallError, ResultRecord, TaskSpec, client_versions
 
 _invocations_served = 0
 _served_lock = threading.Lock()

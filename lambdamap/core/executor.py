@@ -16,17 +16,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from lambdamap import keys
-from lambdamap.collector import Collector, Invocation, JobState
+from lambdamap.backends.base import Invoker
+from lambdamap.core import keys
+from lambdamap.core.collector import Collector, Invocation, JobState
+from lambdamap.core.future import Future, get_all_results
+from lambdamap.core.gcpause import paused_gc
+from lambdamap.core.serialize import digest, dumps_calls, dumps_function, dumps_value
+from lambdamap.core.shared import ObjectRef, remember
+from lambdamap.core.task import TaskSpec, client_versions
 from lambdamap.errors import ConfigError, ExecutorShutdownError
-from lambdamap.future import Future, get_all_results
-from lambdamap.gcpause import paused_gc
-from lambdamap.invokers.base import Invoker
-from lambdamap.serialize import digest, dumps_calls, dumps_function, dumps_value
-from lambdamap.shared import ObjectRef, remember
+from lambdamap.observe.summary import JobSummary, summarize
 from lambdamap.storage.base import Storage
-from lambdamap.summary import JobSummary, summarize
-from lambdamap.task import TaskSpec, client_versions
 
 T = TypeVar("T")
 Call = tuple[tuple[Any, ...], dict[str, Any]]

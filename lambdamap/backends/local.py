@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from lambdamap.backends.base import InvocationSink, Invoker
+from lambdamap.core.task import TaskSpec
 from lambdamap.errors import StorageError, TaskTimeoutError, WorkerLostError
-from lambdamap.invokers.base import InvocationSink, Invoker
-from lambdamap.task import TaskSpec
 
 log = logging.getLogger("lambdamap")
 KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
@@ -33,7 +33,7 @@ KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
 
 def _worker_main(read_fd: int, write_fd: int) -> None:
     """Body of a pool process: receive task specs (JSON), run them, report back on the other pipe."""
-    from lambdamap.worker import run_task
+    from lambdamap.core.worker import run_task
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
@@ -138,7 +138,7 @@ class LocalInvoker(Invoker):
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", f"from lambdamap.invokers.local import _worker_main; "
+                [sys.executable, "-c", f"from lambdamap.backends.local import _worker_main; "
                                        f"_worker_main({to_worker_r}, {from_worker_w})"],
                 pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL, env=env, close_fds=True,
             )
@@ -244,7 +244,7 @@ def make_executor(config: Any) -> Any:
     import shutil
     import tempfile
 
-    from lambdamap.executor import Executor
+    from lambdamap.core.executor import Executor
     from lambdamap.storage.local import LocalStorage
 
     owned = config.storage_dir is None

@@ -23,9 +23,9 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lambdamap.backends.base import InvocationSink, Invoker
+from lambdamap.core.task import TaskSpec
 from lambdamap.errors import ConfigError, InvocationError, PreflightError
-from lambdamap.invokers.base import InvocationSink, Invoker
-from lambdamap.task import TaskSpec
 
 try:
     import boto3
@@ -64,7 +64,7 @@ class LambdaInvoker(Invoker):
     chunksize plans for); keep it within the function's available concurrency.
     ``completion_margin`` is added to the function's timeout before a missing result counts as lost.
     ``throttle_timeout`` bounds how long one invocation is retried while Lambda throttles. ``storage``, if given
-    (an :class:`~lambdamap.storage.s3.S3Storage`), has its bucket checked by :meth:`preflight`.
+    (an :class:`~lambdamap.aws.s3.S3Storage`), has its bucket checked by :meth:`preflight`.
     ``session`` defaults to a new :class:`boto3.Session` (the standard credential chain).
     """
 
@@ -308,8 +308,8 @@ def make_executor(config: Any, *, session: boto3.Session | None = None) -> Any:
 
     ``session`` (a :class:`boto3.Session`) overrides the standard credential chain for the client side.
     """
-    from lambdamap.executor import Executor
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
+    from lambdamap.core.executor import Executor
 
     if not config.bucket:
         raise PreflightError("the Lambda backend is not ready:\n  - no S3 bucket is configured: pass bucket=... "

@@ -1,7 +1,7 @@
 """The collector: turns result records in storage into completed futures.
 
 One background thread per executor. Invokers report ``finished`` / ``lost`` through the thread-safe
-:class:`~lambdamap.invokers.base.InvocationSink` methods, which only enqueue; the thread reads the result record from
+:class:`~lambdamap.backends.base.InvocationSink` methods, which only enqueue; the thread reads the result record from
 storage and completes the invocation's futures. For invokers that cannot report completion (Lambda's asynchronous
 invoke) the thread lists each pending job's results prefix at an adaptive interval and treats an invocation whose
 record has not appeared by the invoker's ``completion_deadline`` as lost: a listing that began after the deadline
@@ -22,7 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdamap import keys
+from lambdamap.backends.base import Invoker
+from lambdamap.core import keys
+from lambdamap.core.future import Future, InvocationReport
+from lambdamap.core.gcpause import paused_gc
+from lambdamap.core.serialize import loads
+from lambdamap.core.task import ResultRecord, TaskSpec
+from lambdamap.core.tracebacks import RemoteTrace
 from lambdamap.errors import (
     ExecutorShutdownError,
     ObjectNotFoundError,
@@ -33,13 +39,7 @@ from lambdamap.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
-from lambdamap.future import Future, InvocationReport
-from lambdamap.gcpause import paused_gc
-from lambdamap.invokers.base import Invoker
-from lambdamap.serialize import loads
 from lambdamap.storage.base import Storage
-from lambdamap.task import ResultRecord, TaskSpec
-from lambdamap.tracebacks import RemoteTrace
 
 log = logging.getLogger("lambdamap")
 

@@ -37,6 +37,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from lambdamap.backends.base import InvocationSink, Invoker
+from lambdamap.core.task import TaskSpec, client_versions
 from lambdamap.errors import (
     ConfigError,
     InvocationError,
@@ -45,8 +47,6 @@ from lambdamap.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
-from lambdamap.invokers.base import InvocationSink, Invoker
-from lambdamap.task import TaskSpec, client_versions
 
 log = logging.getLogger("lambdamap")
 
@@ -75,8 +75,8 @@ def _worker_address() -> str:
 
 def _run_on_dask(spec_json: str) -> None:
     """The Dask task of one invocation: refuse a re-run after a worker death, else :func:`run_task`."""
+    from lambdamap.core.worker import run_task
     from lambdamap.storage.base import storage_from_location
-    from lambdamap.worker import run_task
 
     spec = TaskSpec.from_json(spec_json)
     storage = storage_from_location(spec.storage)
@@ -99,8 +99,8 @@ def _probe(location: dict[str, str], key: str) -> dict[str, Any]:
     """Preflight task: can this worker import lambdamap, with which versions, and can it read our storage?"""
     from pathlib import Path
 
+    from lambdamap.core.serialize import digest
     from lambdamap.errors import ObjectNotFoundError
-    from lambdamap.serialize import digest
     from lambdamap.storage.base import storage_from_location
 
     facts: dict[str, Any] = {"versions": client_versions(), "worker": _worker_address(), "digest": None,
@@ -393,8 +393,8 @@ def _connect(client_or_address: Any, connect_timeout: float) -> tuple[Any, bool]
 
 def preflight(client: Any, storage: Any, prefix: str, timeout: float) -> dict[str, Any]:
     """Run one probe task: the workers must import lambdamap with our versions and read our storage."""
-    from lambdamap import keys
-    from lambdamap.serialize import digest
+    from lambdamap.core import keys
+    from lambdamap.core.serialize import digest
 
     data = secrets.token_bytes(16)
     key = keys.job_prefix(prefix, keys.new_job_id()) + "preflight.bin"
@@ -448,7 +448,7 @@ def make_dask_executor(client_or_address: Any = None, *, storage: Any = None, st
     at shutdown), which suits clusters running on this machine. A probe task checks before any work is sent that
     the workers import lambdamap with the client's versions and can read the storage.
     """
-    from lambdamap.executor import Executor
+    from lambdamap.core.executor import Executor
     from lambdamap.storage.base import Storage
     from lambdamap.storage.local import LocalStorage
 
@@ -495,7 +495,7 @@ def make_executor(config: Any) -> Any:
     folder; ``workers`` = invocations in flight; ``prefix``; ``progress``."""
     storage = None
     if config.storage_dir is None and config.bucket is not None:
-        from lambdamap.storage.s3 import S3Storage
+        from lambdamap.aws.s3 import S3Storage
 
         storage = S3Storage(config.bucket, region=config.region, endpoint_url=config.endpoint_url)
     return make_dask_executor(config.dask_address, storage=storage, storage_dir=config.storage_dir,

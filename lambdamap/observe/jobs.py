@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lambdamap import keys
+from lambdamap.core import keys
+from lambdamap.core.task import ResultRecord
 from lambdamap.storage.base import Storage
-from lambdamap.task import ResultRecord
 
 
 @dataclass(frozen=True)

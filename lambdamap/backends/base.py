@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Protocol
 
-from lambdamap.task import TaskSpec
+from lambdamap.core.task import TaskSpec
 
 
 class InvocationSink(Protocol):
@@ -29,7 +29,7 @@ class InvocationSink(Protocol):
 
 
 class Invoker(ABC):
-    """Sends task specs to workers that run :func:`lambdamap.worker.run_task`."""
+    """Sends task specs to workers that run :func:`lambdamap.core.worker.run_task`."""
 
     #: True when :meth:`InvocationSink.finished` is called for every invocation that completes.
     notifies_completion: bool = True

@@ -29,19 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lambdamap import keys
-from lambdamap.config import default_config_path, read_config_file
-from lambdamap.errors import DeploymentError
-from lambdamap.runtime_build import (
+from lambdamap.aws.layer import (
     MAX_DIRECT_UPLOAD_BYTES,
     LayerBuild,
     check_target,
     code_sha256,
     inspect_layer,
 )
-from lambdamap.task import client_versions
+from lambdamap.config import default_config_path, read_config_file
+from lambdamap.core import keys
+from lambdamap.core.task import client_versions
+from lambdamap.errors import DeploymentError
 
-HANDLER = "lambdamap.aws_handler.lambda_handler"
+HANDLER = "lambdamap.aws.handler.lambda_handler"
 DEFAULT_FUNCTION = "lambdamap-runtime"
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_TIMEOUT_S = 900
@@ -559,7 +559,7 @@ def deploy(target: Target, layer: LayerBuild | str | os.PathLike[str], settings:
            log: Callable[[str], None] | None = None) -> DeployResult:
     """Create or update everything the Lambda backend needs, then write the client config (``write_config``).
 
-    ``layer`` is a :class:`LayerBuild` or the path of a layer zip from :func:`lambdamap.runtime_build.build_layer`.
+    ``layer`` is a :class:`LayerBuild` or the path of a layer zip from :func:`lambdamap.aws.layer.build_layer`.
     Running it again with the same inputs changes nothing (the layer version is reused when its zip is identical).
     """
     settings = settings or FunctionSettings()
@@ -698,7 +698,7 @@ def _bucket_from_function(aws: Aws) -> str | None:
 
 
 def _storage(aws: Aws, bucket: str) -> Any:
-    from lambdamap.storage.s3 import S3Storage
+    from lambdamap.aws.s3 import S3Storage
 
     return S3Storage(bucket, region=aws.region, endpoint_url=aws.target.endpoint_url, session=aws.session)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lambdamap.future import Future
+from lambdamap.core.future import Future
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Contract suites any backend can run, importable by third-party backends."""
