@@ -297,7 +297,7 @@ def _invoke_run(storage: Any, region: str, api: str, session: Any, n_invocations
     from lambdamap.aws.invoker import LambdaInvoker
 
     invoker = LambdaInvoker("lambdamap-runtime", region=region, endpoint_url=api, session=session,
-                            max_workers=invoke_workers, storage=storage)
+                            workers=invoke_workers, storage=storage)
     done: list[float] = []
     first: list[tuple[float, float]] = []  # (time, client CPU seconds) when the first Invoke began
     lock = threading.Lock()

@@ -103,7 +103,7 @@ def lambda_figures(n: int, max_invocations: int) -> dict[str, float]:
         counting = CountingStorage(S3Storage(stack.bucket, region=stack.region, endpoint_url=stack.s3.endpoint_url,
                                              session=session))
         invoker = LambdaInvoker("lambdamap-runtime", region=stack.region, endpoint_url=stack.lambda_endpoint_url,
-                                session=session, max_workers=16, storage=counting)
+                                session=session, workers=16, storage=counting)
         with lambdamap.Executor(counting, invoker, progress=False, backend="lambda") as pwex:
             return measure(pwex, counting, n, chunksize=-(-n // max_invocations))
 

@@ -108,7 +108,7 @@ def submit_stage(executor: lambdamap.Executor, tasks: Sequence[NuisanceTask],
     fn = functools.partial(run, inputs=inputs)
     futures: list[lambdamap.Future] = []
     start = 0
-    for count, size in batches(len(tasks), executor.invoker.parallelism):
+    for count, size in batches(len(tasks), executor.workers):
         futures += executor.map(fn, list(tasks[start:start + count]), chunksize=size, retries=RETRIES)
         start += count
     return futures

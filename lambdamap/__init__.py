@@ -49,7 +49,20 @@ __all__ = [
     "PreflightError", "RemoteTraceback", "SerializationError", "StorageError", "TaskError", "TaskTimeoutError",
     "VersionMismatchError", "WorkerLostError", "__version__", "dask_executor", "default_executor",
     "get_all_results", "lambda_cost", "lambda_executor", "load_config", "local_executor", "plot", "summarize", "wait",
+    "LocalStorage", "S3Storage", "Storage",
 ]
+
+# Imported on first use, so that `import lambdamap` never imports boto3.
+_LAZY = {"S3Storage": "lambdamap.aws.s3", "LocalStorage": "lambdamap.storage.local",
+         "Storage": "lambdamap.storage.base"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lambdamap' has no attribute {name!r}")
 
 
 def plot(futures: Any, path: Any, *, title: str | None = None) -> str:
@@ -70,16 +83,13 @@ def default_executor(**overrides: Any) -> Executor:
     return executor_from_config(load_config(**overrides))
 
 
-def local_executor(workers: int | None = None, *, storage_dir: str | None = None,
-                   progress: bool | None = None) -> Executor:
+def local_executor(workers: int | None = None, *, storage_dir: str | None = None, **options: Any) -> Executor:
     """An executor on a pool of ``workers`` local processes (default: the CPU count). Works offline.
 
-    Job objects go to ``storage_dir`` (default: a temporary folder removed at shutdown).
+    Job objects go to ``storage_dir`` (default: a temporary folder removed at shutdown). Like every factory, unset
+    options come from ``LAMBDAMAP_*`` environment variables, then the config file, then defaults.
     """
-    from lambdamap.backends.registry import executor_from_config
-
-    return executor_from_config(Config(backend="local", workers=workers, storage_dir=storage_dir,
-                                       progress=progress))
+    return _build("local", workers=workers, storage_dir=storage_dir, **options)
 
 
 def lambda_executor(function_name: str | None = None, bucket: str | None = None, region: str | None = None,
@@ -92,18 +102,30 @@ def lambda_executor(function_name: str | None = None, bucket: str | None = None,
     ``options`` are further :class:`Config` fields: ``workers`` (invocations in flight), ``endpoint_url`` (an
     S3-compatible store), ``lambda_endpoint_url``, ``prefix``.
     """
-    from lambdamap.backends.registry import executor_from_config
-
-    return executor_from_config(load_config(backend="lambda", function_name=function_name, bucket=bucket,
-                                            region=region, **options))
+    return _build("lambda", function_name=function_name, bucket=bucket, region=region, **options)
 
 
 def dask_executor(client_or_address: Any = None, **options: Any) -> Executor:
     """An executor on a Dask ``distributed`` cluster (needs ``pip install 'lambdamap[dask]'``).
 
-    Pass a ``distributed.Client`` or a scheduler address. ``storage_dir`` must be shared by client and workers
-    (the default temporary folder is, when the cluster runs on this machine).
+    Pass a ``distributed.Client``, a cluster or a scheduler address (else ``dask_address`` from the configuration).
+    ``options`` are :class:`Config` fields (``workers``, ``storage_dir``, ``prefix``, ``progress``, ...), ``storage``
+    (any :class:`~lambdamap.storage.base.Storage`, e.g. ``S3Storage`` for a remote cluster) and the Dask options
+    ``restart_timed_out_workers``, ``no_workers_timeout``, ``connect_timeout``, ``submit_options``. ``storage_dir``
+    must be shared by client and workers (the default temporary folder is, when the cluster runs on this machine).
     """
-    from lambdamap.backends.dask.invoker import make_dask_executor
+    return _build("dask", client=client_or_address, **options)
 
-    return make_dask_executor(client_or_address, **options)
+
+_OBJECT_OPTIONS = {"client", "storage", "session", "restart_timed_out_workers", "no_workers_timeout", "connect_timeout",
+                   "submit_options"}
+
+
+def _build(backend: str, **options: Any) -> Executor:
+    """The one rule of every factory: explicit options > ``LAMBDAMAP_*`` environment > config file > defaults; live
+    objects (a Dask client, a Storage) and backend-specific options go beside the config to the backend."""
+    from lambdamap.backends.registry import executor_from_config
+
+    objects = {k: options.pop(k) for k in list(options) if k in _OBJECT_OPTIONS}
+    objects = {k: v for k, v in objects.items() if v is not None}
+    return executor_from_config(load_config(backend=backend, **options), **objects)

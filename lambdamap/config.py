@@ -23,8 +23,6 @@ from typing import Any
 
 from lambdamap.errors import ConfigError
 
-BACKENDS = ("local", "lambda", "dask")
-
 
 @dataclass(frozen=True)
 class Config:
@@ -51,8 +49,10 @@ class Config:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        # Which names exist is the backend registry's business (lambdamap.backends.registry), checked when an
+        # executor is built, so that third-party backends need no change here.
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ConfigError(f"backend must be a backend name such as 'local', got {self.backend!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 1):
             raise ConfigError(f"workers must be a positive integer or None, got {self.workers!r}")

@@ -2,7 +2,7 @@
 
 ::
 
-    invoke(specs) ─▶ check every payload (1 MB async limit) ─▶ bounded thread pool (max_workers calls in flight)
+    invoke(specs) ─▶ check every payload (1 MB async limit) ─▶ bounded thread pool (workers calls in flight)
         ─▶ lambda:Invoke(InvocationType="Event", Payload=spec JSON) ─┬▶ 202: the collector polls S3 for the record
                                                                       ├▶ 429 / throttling: backoff, jitter, again
                                                                       └▶ other errors: the futures fail with it
@@ -21,11 +21,15 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambdamap.backends.base import InvocationSink, Invoker
 from lambdamap.core.task import TaskSpec
 from lambdamap.errors import ConfigError, InvocationError, PreflightError
+
+if TYPE_CHECKING:
+    from lambdamap.config import Config
+    from lambdamap.core.executor import Executor
 
 try:
     import boto3
@@ -45,7 +49,7 @@ THROTTLING_CODES = frozenset({
     # The function is being created or updated: it accepts invocations again in a moment.
     "ResourceConflictException",
 })
-DEFAULT_MAX_WORKERS = 100
+DEFAULT_WORKERS = 100
 
 
 def _error_code(exc: botocore.exceptions.ClientError) -> str:
@@ -60,7 +64,7 @@ def _error_text(exc: botocore.exceptions.ClientError) -> str:
 class LambdaInvoker(Invoker):
     """Invokes ``function_name`` asynchronously with each task spec as the event.
 
-    ``max_workers`` caps invocations in flight: sent and not yet finished (and is the parallelism the automatic
+    ``workers`` caps invocations in flight: sent and not yet finished (and is the parallelism the automatic
     chunksize plans for); keep it within the function's available concurrency.
     ``completion_margin`` is added to the function's timeout before a missing result counts as lost.
     ``throttle_timeout`` bounds how long one invocation is retried while Lambda throttles. ``storage``, if given
@@ -71,35 +75,34 @@ class LambdaInvoker(Invoker):
     notifies_completion = False
 
     def __init__(self, function_name: str, *, region: str | None = None, endpoint_url: str | None = None,
-                 session: boto3.Session | None = None, max_workers: int = DEFAULT_MAX_WORKERS,
+                 session: boto3.Session | None = None, workers: int = DEFAULT_WORKERS,
                  storage: Any = None, completion_margin: float = 60.0, throttle_timeout: float = 3600.0,
                  max_attempts: int = 5) -> None:
         if not isinstance(function_name, str) or not function_name:
             raise ConfigError(f"function_name must be a non-empty Lambda function name or ARN, got {function_name!r}")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ConfigError(f"max_workers must be a positive integer, got {max_workers!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be a positive integer, got {workers!r}")
         self.function_name = function_name
         self.session = session or boto3.Session()
         self.region = region or self.session.region_name
         self.endpoint_url = endpoint_url
-        self.max_workers = max_workers
-        self.parallelism = max_workers
+        self.workers = workers
         self.storage = storage
         self.completion_margin = completion_margin
         self.throttle_timeout = throttle_timeout
         self.function_config: dict[str, Any] | None = None
         self.completion_deadline: float | None = None
         # Without a region botocore cannot build the client at all; preflight() reports that.
-        self.client = self.session.client(
+        self.client: Any = self.session.client(
             "lambda", region_name=self.region, endpoint_url=endpoint_url,
             config=BotoConfig(retries={"mode": "adaptive", "max_attempts": max_attempts},
-                              max_pool_connections=max_workers, read_timeout=70),
+                              max_pool_connections=workers, read_timeout=70),
         ) if self.region else None
         self._sink: InvocationSink | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
-        # The window: at most max_workers invocations are sent and not yet settled. Lambda queues events beyond the
+        # The window: at most workers invocations are sent and not yet settled. Lambda queues events beyond the
         # function's free concurrency, and an event waiting in that queue would look lost once its completion
         # clock (started at send) ran out; keeping the window within the concurrency avoids that.
         self._waiting: deque[tuple[TaskSpec, bytes]] = deque()
@@ -200,7 +203,7 @@ class LambdaInvoker(Invoker):
     def start(self, sink: InvocationSink) -> None:
         self.preflight()  # no-op when make_executor already ran it
         self._sink = sink
-        self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="lambdamap-invoke")
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="lambdamap-invoke")
 
     def invoke(self, specs: list[TaskSpec]) -> None:
         if self._pool is None or self._sink is None:
@@ -234,12 +237,14 @@ class LambdaInvoker(Invoker):
         """Send waiting invocations while the window has room."""
         with self._lock:
             batch = []
-            while self._waiting and len(self._outstanding) + self._sending < self.max_workers:
+            while self._waiting and len(self._outstanding) + self._sending < self.workers:
                 batch.append(self._waiting.popleft())
                 self._sending += 1
+        pool = self._pool
+        assert pool is not None, "start() creates the pool before the first invoke()"
         for spec, payload in batch:
             try:
-                self._pool.submit(self._send_in_window, spec, payload)
+                pool.submit(self._send_in_window, spec, payload)
             except RuntimeError:  # the pool was shut down by close()
                 with self._lock:
                     self._sending -= 1
@@ -303,7 +308,7 @@ class LambdaInvoker(Invoker):
         return False
 
 
-def make_executor(config: Any, *, session: boto3.Session | None = None) -> Any:
+def make_executor(config: Config, *, session: boto3.Session | None = None) -> Executor:
     """Build the Lambda executor from a :class:`~lambdamap.config.Config`; runs the preflight checks first.
 
     ``session`` (a :class:`boto3.Session`) overrides the standard credential chain for the client side.
@@ -317,8 +322,8 @@ def make_executor(config: Any, *, session: boto3.Session | None = None) -> Any:
     session = session or (boto3.Session(region_name=config.region) if config.region else boto3.Session())
     region = config.region or session.region_name
     storage = S3Storage(config.bucket, region=region, endpoint_url=config.endpoint_url, session=session,
-                        max_pool_connections=max(50, config.workers or DEFAULT_MAX_WORKERS))
+                        max_pool_connections=max(50, config.workers or DEFAULT_WORKERS))
     invoker = LambdaInvoker(config.function_name, region=region, endpoint_url=config.lambda_endpoint_url,
-                            session=session, max_workers=config.workers or DEFAULT_MAX_WORKERS, storage=storage)
+                            session=session, workers=config.workers or DEFAULT_WORKERS, storage=storage)
     invoker.preflight()  # before the Executor starts its collector thread: nothing to clean up if it fails
     return Executor(storage, invoker, prefix=config.prefix, progress=config.progress, backend="lambda")

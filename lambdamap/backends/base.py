@@ -35,8 +35,8 @@ class Invoker(ABC):
     notifies_completion: bool = True
     #: Seconds after ``started`` after which a missing result record means the invocation was lost (poll mode only).
     completion_deadline: float | None = None
-    #: How many invocations can run at once; used for the automatic chunksize.
-    parallelism: int = 1
+    #: How many invocations can run at once (the executor's ``workers``); the automatic chunksize plans for it.
+    workers: int = 1
 
     @abstractmethod
     def start(self, sink: InvocationSink) -> None:

@@ -21,11 +21,15 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lambdamap.backends.base import InvocationSink, Invoker
 from lambdamap.core.task import TaskSpec
 from lambdamap.errors import StorageError, TaskTimeoutError, WorkerLostError
+
+if TYPE_CHECKING:
+    from lambdamap.config import Config
+    from lambdamap.core.executor import Executor
 
 log = logging.getLogger("lambdamap")
 KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
@@ -79,7 +83,7 @@ class LocalInvoker(Invoker):
     notifies_completion = True
 
     def __init__(self, workers: int | None = None) -> None:
-        self.parallelism = workers or os.cpu_count() or 1
+        self.workers = workers or os.cpu_count() or 1
         self._sink: InvocationSink | None = None
         self._queue: deque[TaskSpec] = deque()
         self._lock = threading.Lock()
@@ -91,7 +95,7 @@ class LocalInvoker(Invoker):
     # -- Invoker API --------------------------------------------------------------------------------------------
     def start(self, sink: InvocationSink) -> None:
         self._sink = sink
-        self._workers = [self._spawn() for _ in range(self.parallelism)]
+        self._workers = [self._spawn() for _ in range(self.workers)]
         self._thread = threading.Thread(target=self._dispatch, name="lambdamap-local-dispatch", daemon=True)
         self._thread.start()
 
@@ -239,7 +243,7 @@ class LocalInvoker(Invoker):
         if not self._closed:
             self._workers[index] = self._spawn()
 
-def make_executor(config: Any) -> Any:
+def make_executor(config: Config) -> Executor:
     """Build the local executor from a :class:`~lambdamap.config.Config`."""
     import shutil
     import tempfile
@@ -248,7 +252,7 @@ def make_executor(config: Any) -> Any:
     from lambdamap.storage.local import LocalStorage
 
     owned = config.storage_dir is None
-    root = tempfile.mkdtemp(prefix="lambdamap-") if owned else config.storage_dir
+    root: str = tempfile.mkdtemp(prefix="lambdamap-") if config.storage_dir is None else config.storage_dir
     return Executor(
         LocalStorage(root), LocalInvoker(config.workers), prefix=config.prefix, progress=config.progress,
         on_shutdown=(lambda: shutil.rmtree(root, ignore_errors=True)) if owned else None, backend="local",

@@ -23,19 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdamap.backends.base import Invoker
-from lambdamap.core import keys
-from lambdamap.core.future import Future, InvocationReport
+from lambdamap.core import keys, records
+from lambdamap.core.future import Future
 from lambdamap.core.gcpause import paused_gc
-from lambdamap.core.serialize import loads
 from lambdamap.core.task import ResultRecord, TaskSpec
-from lambdamap.core.tracebacks import RemoteTrace
 from lambdamap.errors import (
     ExecutorShutdownError,
     ObjectNotFoundError,
-    RemoteTraceback,
-    SerializationError,
     StorageError,
-    TaskError,
     TaskTimeoutError,
     WorkerLostError,
 )
@@ -271,7 +266,7 @@ class Collector:
         with self._lock:
             inv = self._lookup(spec)
             retry = inv is not None and inv.retries_left > 0 and isinstance(error, RETRYABLE)
-            if retry:
+            if retry and inv is not None:
                 inv.retries_left -= 1
                 inv.spec = spec.retry()
                 inv.started_at = None
@@ -305,41 +300,19 @@ class Collector:
         received = time.time()
         inv.job.bytes_downloaded += nbytes
         inv.job.storage_requests += 1
-        report = InvocationReport(worker_start=record.worker_start, worker_id=record.worker_id, warm=record.warm,
-                                  peak_memory_bytes=record.peak_memory_bytes, platform=record.platform)
-        setup_error = _rebuild_error(record.setup_error, record.setup_traceback, record.setup_error_type,
-                                     record.setup_error_message) if record.setup_error_type else None
-        try:
-            values = loads(record.values) if record.values is not None else []
-            values_error = None
-        except Exception as exc:
-            values, values_error = [], exc
-        times, ran = record.times, record.calls_run
-        for fut in inv.futures:
-            offset = fut.call_id - record.call_start
+        report = records.report(record)
+        outcomes = records.decode(record, [fut.call_id for fut in inv.futures], inv.job.job_id)
+        for fut, (function_times, error, value) in zip(inv.futures, outcomes, strict=True):
             fut._report, fut._received = report, received
-            if 0 <= offset < ran:
-                fut._function_times = (times[2 * offset], times[2 * offset + 1])
+            if function_times is not None:
+                fut._function_times = function_times
             if fut.done():
                 continue  # cancelled
-            error = record.errors.get(fut.call_id)
             if error is not None:
-                fut.set_exception(_rebuild_error(error.error, error.traceback, error.error_type, error.error_message))
-            elif values_error is not None and offset < ran:
-                fut.set_exception(_unpickle_error(fut.call_id, values_error))
-            elif offset < len(values):
-                fut.set_result(values[offset])
-            elif setup_error is not None:
-                fut.set_exception(setup_error)
+                fut.set_exception(error)
             else:
-                fut.set_exception(WorkerLostError(f"call {fut.call_id} of job {inv.job.job_id}: the worker's "
-                                                  "record has no outcome for this call"))
-        inv.job.records.append({
-            "invocation": record.invocation, "attempt": record.attempt, "worker_id": record.worker_id,
-            "warm": record.warm, "worker_start": record.worker_start, "worker_end": record.worker_end,
-            "peak_memory_bytes": record.peak_memory_bytes, "platform": record.platform, "bytes": nbytes,
-            "calls": ran, "extra": record.extra,
-        })
+                fut.set_result(value)
+        inv.job.records.append(records.summary_row(record, nbytes))
         self._complete_invocation(inv)
 
     def _complete_invocation(self, inv: Invocation) -> None:
@@ -380,24 +353,3 @@ class Collector:
                     if not fut.done() and not fut.cancel():
                         fut.set_exception(ExecutorShutdownError(
                             f"call {fut.call_id} of job {job.job_id} did not finish before the executor shut down"))
-
-
-def _rebuild_error(data: bytes | None, tb: RemoteTrace | str | None, type_name: str | None,
-                   message: str | None) -> BaseException:
-    try:
-        exc = loads(data) if data is not None else TaskError(f"{type_name}: {message}", type_name or "Exception")
-    except Exception as load_exc:  # the exception's class is unknown on the client
-        exc = TaskError(f"{type_name}: {message} (could not rebuild the remote exception: {load_exc})",
-                        type_name or "Exception")
-    if not isinstance(exc, BaseException):
-        exc = TaskError(f"{type_name}: {message}", type_name or "Exception")
-    if tb:
-        exc.__cause__ = RemoteTraceback(str(tb))  # rendered here, with this client's source files
-    return exc
-
-
-def _unpickle_error(call_id: int, exc: BaseException) -> BaseException:
-    err = SerializationError(f"the result of call {call_id} cannot be unpickled on the client: "
-                             f"{type(exc).__name__}: {exc}. Install the packages the result needs here")
-    err.__cause__ = exc
-    return err

@@ -1,20 +1,31 @@
 """The Executor: validates, serializes, stores and invokes; it orchestrates and nothing more.
 
-::
+How data flows through lambdamap, one way, each step in its own module::
 
-    map(fn, iterable) ─▶ check options ─▶ pickle fn (once, content-addressed) + pickle calls per chunk
-        ─▶ Storage.put ─▶ Collector.register(futures) ─▶ Invoker.invoke(task specs) ─▶ futures returned
+    user ─▶ core/executor.py   map(fn, iterable): check options, split into invocations (chunks)
+         ─▶ core/serialize.py  cloudpickle fn once (content-addressed) and the calls of each chunk
+         ─▶ storage/           Storage.put under core/keys.py's layout (local folder, aws/s3.py, ...)
+         ─▶ backends/          Invoker.invoke(task specs from core/task.py): backends/local.py, backends/dask/,
+                               aws/invoker.py — a spec is small JSON, never config or credentials
+         ─▶ core/worker.py     run_task(spec) on the worker, the same on every backend (aws/handler.py and the
+                               Dask task are thin adapters): load, run, always write a result record
+         ─▶ storage/           the result record, under the job's prefix
+         ─▶ core/collector.py  one thread: reads records (core/records.py decodes them) and completes
+         ─▶ core/future.py     Future[T], real concurrent.futures futures, back to the user
+    observe/ reads what the futures and records say (summaries, timelines, jobs); integrations/ puts the executor
+    under other libraries' APIs (joblib).
 
 Every check runs before anything is stored or invoked, so bad input never leaves a half-submitted job.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lambdamap.backends.base import Invoker
 from lambdamap.core import keys
@@ -25,8 +36,10 @@ from lambdamap.core.serialize import digest, dumps_calls, dumps_function, dumps_
 from lambdamap.core.shared import ObjectRef, remember
 from lambdamap.core.task import TaskSpec, client_versions
 from lambdamap.errors import ConfigError, ExecutorShutdownError
-from lambdamap.observe.summary import JobSummary, summarize
 from lambdamap.storage.base import Storage
+
+if TYPE_CHECKING:
+    from lambdamap.observe.summary import JobSummary
 
 T = TypeVar("T")
 Call = tuple[tuple[Any, ...], dict[str, Any]]
@@ -85,10 +98,15 @@ class Executor:
             self._collector.close()  # or its thread would outlive the failed executor
             raise
 
+    @property
+    def workers(self) -> int:
+        """How many invocations can run at once on this executor's backend."""
+        return self.invoker.workers
+
     # -- public API ---------------------------------------------------------------------------------------------
     def map(self, fn: Callable[[Any], T], iterable: Iterable[Any], *, chunksize: int | None = None,
             timeout: float | None = None, retries: int = 0, extra_env: dict[str, str] | None = None,
-            keep: bool = False) -> list[Future]:
+            keep: bool = False) -> list[Future[T]]:
         """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers; return one future per call, in order.
 
         ``chunksize`` calls run in one invocation (default: enough invocations to keep every worker busy a few
@@ -106,34 +124,35 @@ class Executor:
         return self._submit_job(fn, [((x,), {}) for x in items], chunksize=chunksize, timeout=timeout,
                                 retries=retries, extra_env=extra_env, keep=keep)
 
-    def call_async(self, fn: Callable[[Any], T], arg: Any, **options: Any) -> Future:
+    def call_async(self, fn: Callable[[Any], T], arg: Any, **options: Any) -> Future[T]:
         """PyWren style: run ``fn(arg)`` on a worker and return its future."""
         return self._submit_job(fn, [((arg,), {})], **options)[0]
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future:
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """``concurrent.futures`` style: run ``fn(*args, **kwargs)`` on a worker and return its future."""
         return self._submit_job(fn, [(args, kwargs)])[0]
 
     def map_reduce(self, map_fn: Callable[[Any], Any], iterable: Iterable[Any],
-                   reduce_fn: Callable[[list[Any]], T], **options: Any) -> Future:
+                   reduce_fn: Callable[[list[Any]], T], **options: Any) -> Future[T]:
         """Map ``map_fn`` over ``iterable``, then run ``reduce_fn(list_of_results)`` on a worker.
 
         Returns one future for the reduce; it fails with the first map failure if any call failed.
         """
         dumps_function(reduce_fn)  # check before any map call runs
         map_futures = self.map(map_fn, iterable, **options)
-        outer = Future("map-reduce", 0, time.time())
+        outer: Future[T] = Future("map-reduce", 0, time.time())
         outer.set_running_or_notify_cancel()
         remaining = [len(map_futures)]
         lock = threading.Lock()
 
-        def _chain(inner: Future) -> None:
+        def _chain(inner: cf.Future[T]) -> None:
             if inner.cancelled():
                 outer.cancel()
             elif inner.exception() is not None:
                 outer.set_exception(inner.exception())
             else:
-                outer.stats = inner.stats
+                if isinstance(inner, Future):
+                    outer.stats = inner.stats
                 outer.set_result(inner.result())
 
         def _map_done(_: Any) -> None:
@@ -175,12 +194,14 @@ class Executor:
         """The jobs this executor ran or is running (for summaries)."""
         return self._collector.jobs()
 
-    def job_summary(self, futures: Sequence[Future], *, memory_mb: int | None = None) -> JobSummary:
+    def job_summary(self, futures: Sequence[Future[Any]], *, memory_mb: int | None = None) -> JobSummary:
         """Calls, invocations, times, cold starts, memory, storage traffic and (on Lambda) cost of ``futures``.
 
         On Lambda the function's memory size prices the job; pass ``memory_mb`` to price a run elsewhere as if it
         ran on Lambda.
         """
+        from lambdamap.observe.summary import summarize  # observe/ sits above the core: imported when asked
+
         if memory_mb is None:
             memory_mb = getattr(self.invoker, "memory_mb", None)
         return summarize(futures, self._collector.jobs(), memory_mb=memory_mb,
@@ -239,11 +260,11 @@ class Executor:
             return _check_count("chunksize", chunksize, 1)
         if timeout is not None:
             return 1
-        return max(1, math.ceil(n / (max(1, self.invoker.parallelism) * CHUNKS_PER_WORKER)))
+        return max(1, math.ceil(n / (max(1, self.invoker.workers) * CHUNKS_PER_WORKER)))
 
     def _submit_job(self, fn: Callable[..., Any], calls: Sequence[Call], *, chunksize: int | None = None,
                     timeout: float | None = None, retries: int = 0, extra_env: dict[str, str] | None = None,
-                    keep: bool = False) -> list[Future]:
+                    keep: bool = False) -> list[Future[T]]:
         self._check_open()
         if not callable(fn):
             raise ConfigError(f"fn must be callable, got {type(fn).__name__} {fn!r}")
@@ -280,7 +301,7 @@ class Executor:
                 call_count=len(chunk), versions=self._versions,
                 timeout=None if timeout is None else timeout * len(chunk),
             )
-            futures = [Future(job_id, n * size + i, submitted, n) for i in range(len(chunk))]
+            futures: list[Future[Any]] = [Future(job_id, n * size + i, submitted, n) for i in range(len(chunk))]
             invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))
         self._collector.register(job, invocations)
         self.invoker.invoke([inv.spec for inv in invocations])

@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 ALL_COMPLETED = cf.ALL_COMPLETED
 ANY_COMPLETED = cf.FIRST_COMPLETED
@@ -54,8 +56,11 @@ class InvocationReport:
     platform: str
 
 
-class Future(cf.Future):
-    """The future of one call: ``result()``, ``exception()``, ``done()``, ``cancel()`` and ``stats``."""
+class Future(cf.Future[T], Generic[T]):
+    """The future of one call: ``result()``, ``exception()``, ``done()``, ``cancel()`` and ``stats``.
+
+    Generic in the call's result type: ``pwex.map(fn, xs)`` with ``fn: Callable[..., int]`` gives
+    ``list[Future[int]]``."""
 
     def __init__(self, job_id: str, call_id: int, submitted: float, invocation: int = -1) -> None:
         super().__init__()
@@ -105,11 +110,11 @@ def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
 
 
 def wait(
-    futures: Iterable[cf.Future],
+    futures: Iterable[cf.Future[T]],
     return_when: str = ALL_COMPLETED,
     timeout: float | None = None,
     progress: bool | None = None,
-) -> tuple[set[cf.Future], set[cf.Future]]:
+) -> tuple[set[cf.Future[T]], set[cf.Future[T]]]:
     """Wait for ``futures``; return ``(done, not_done)`` like :func:`concurrent.futures.wait`.
 
     ``return_when`` is ``ALL_COMPLETED``, ``ANY_COMPLETED`` or ``ALWAYS`` (return the current state at once).
@@ -140,8 +145,8 @@ def wait(
 
 
 def get_all_results(
-    futures: Sequence[cf.Future], timeout: float | None = None, progress: bool | None = None
-) -> list[Any]:
+    futures: Sequence[cf.Future[T]], timeout: float | None = None, progress: bool | None = None
+) -> list[T]:
     """Wait for every future and return their results in input order.
 
     The first failed call's exception is raised (with the remote traceback as ``__cause__``). ``timeout`` bounds the

@@ -43,18 +43,20 @@ def peak_memory_bytes() -> int:
 
 
 def check_versions(spec: TaskSpec, runtime: dict[str, str]) -> None:
-    """Refuse to unpickle with a Python minor or cloudpickle version other than the client's."""
+    """Refuse to run a spec from a client with another Python minor, cloudpickle or lambdamap version: pickles only
+    load reliably with the first two, and the spec, record and storage layout belong to the third."""
     problems = [
         f"{name}: client {spec.versions.get(name)!r}, runtime {runtime[name]!r}"
-        for name in ("python", "cloudpickle")
+        for name in ("python", "cloudpickle", "lambdamap")
         if spec.versions.get(name) != runtime[name]
     ]
     if problems:
         raise VersionMismatchError(
-            "the worker runtime does not match the client (" + "; ".join(problems) + "). Pickles only load reliably "
-            "with the same Python minor version and cloudpickle version: rebuild the runtime for the client "
-            f"(`lambdamap runtime build --python {spec.versions.get('python')}` and `lambdamap deploy`) or install "
-            f"cloudpickle=={runtime['cloudpickle']} on the client and use Python {runtime['python']}"
+            "the worker runtime does not match the client (" + "; ".join(problems) + "). Client and workers need the "
+            "same Python minor version and the same cloudpickle and lambdamap versions: rebuild the runtime for the "
+            f"client (`lambdamap runtime build --python {spec.versions.get('python')}` and `lambdamap deploy`), or "
+            f"install cloudpickle=={runtime['cloudpickle']} and lambdamap=={runtime['lambdamap']} on the client and "
+            f"use Python {runtime['python']}"
         )
 
 

@@ -99,7 +99,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
     def effective_n_jobs(self, n_jobs: int | None) -> int:
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
-        workers = max(1, self.executor.invoker.parallelism)
+        workers = max(1, self.executor.invoker.workers)
         if n_jobs is None or n_jobs < 0:
             return max(workers + 1 + (n_jobs if n_jobs is not None else -1), 1)
         return n_jobs

@@ -177,7 +177,7 @@ def test_concurrent_duplicate_deliveries_complete_each_future_once(local_aws, ma
     storage = S3Storage(local_aws.bucket, region=local_aws.region, endpoint_url=local_aws.s3.endpoint_url,
                         session=session)
     invoker = TwiceInvoker(FUNCTION, region=local_aws.region, endpoint_url=local_aws.lambda_endpoint_url,
-                           session=session, max_workers=8, storage=storage, completion_margin=COMPLETION_MARGIN)
+                           session=session, workers=8, storage=storage, completion_margin=COMPLETION_MARGIN)
     with lambdamap.Executor(storage, invoker, progress=False, backend="lambda") as pwex:
         futures = pwex.map(marking(marks), range(6), chunksize=1, keep=True)
         assert lambdamap.get_all_results(futures, timeout=120) == [x * 2 for x in range(6)]

@@ -53,7 +53,7 @@ def spec(n: int = 0, **changes) -> TaskSpec:
 
 def stubbed_invoker(**options) -> tuple[LambdaInvoker, Stubber]:
     session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-central-1")
-    invoker = LambdaInvoker("fn", session=session, max_workers=2, **options)
+    invoker = LambdaInvoker("fn", session=session, workers=2, **options)
     invoker.function_config = {"Timeout": 30}  # preflight is tested against the real endpoint
     invoker.completion_deadline = 30 + invoker.completion_margin
     return invoker, Stubber(invoker.client)
@@ -155,8 +155,8 @@ def test_preflight_without_region_or_credentials_names_both(monkeypatch, tmp_pat
     assert time.monotonic() - started < 10
 
 
-def test_max_workers_caps_invocations_in_flight():
-    """A window of max_workers (2) invocations: the next is sent only when an earlier one has settled."""
+def test_workers_caps_invocations_in_flight():
+    """A window of workers (2) invocations: the next is sent only when an earlier one has settled."""
     invoker, _ = stubbed_invoker()
     in_flight, peak, lock = [0], [0], threading.Lock()
 

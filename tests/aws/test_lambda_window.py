@@ -1,4 +1,4 @@
-"""The Lambda invoker keeps at most ``max_workers`` invocations outstanding (sent, not yet finished)."""
+"""The Lambda invoker keeps at most ``workers`` invocations outstanding (sent, not yet finished)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import lambdamap
 
 
 @pytest.mark.timeout(300)
-def test_at_most_max_workers_invocations_run_at_once(local_aws):
+def test_at_most_workers_invocations_run_at_once(local_aws):
     with lambda_executor_for(local_aws, workers=2) as pwex:
         futures = pwex.map(lambda x: (time.sleep(1.0), x)[1], range(6), chunksize=1)
         assert lambdamap.get_all_results(futures, timeout=200) == list(range(6))

@@ -9,9 +9,9 @@ import pytest
 
 import lambdamap
 from lambdamap.core import keys
-from lambdamap.core.collector import _rebuild_error
+from lambdamap.core.records import rebuild_error as _rebuild_error
 from lambdamap.core.serialize import digest, dumps_calls, dumps_function
-from lambdamap.core.task import ResultRecord, TaskSpec
+from lambdamap.core.task import ResultRecord, TaskSpec, client_versions
 from lambdamap.core.worker import run_task
 from lambdamap.storage.local import LocalStorage
 
@@ -65,6 +65,16 @@ def test_version_mismatch_names_both_versions_and_the_fix(tmp_path):
     message = str(error)
     assert "client '3.9'" in message and "client '0.1'" in message and cloudpickle.__version__ in message
     assert "lambdamap runtime build" in message
+
+
+def test_a_spec_from_another_lambdamap_version_is_refused(tmp_path):
+    storage = LocalStorage(tmp_path)
+    versions = {**client_versions(), "lambdamap": "0.0.1"}
+    spec = stage(storage, abs, [1], versions=versions)
+    run_task(spec)
+    error = pickle.loads(read_record(storage, spec).setup_error)
+    assert isinstance(error, lambdamap.VersionMismatchError)
+    assert f"lambdamap: client '0.0.1', runtime {lambdamap.__version__!r}" in str(error)
 
 
 def test_repeated_delivery_does_not_run_the_calls_again(tmp_path):

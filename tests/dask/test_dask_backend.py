@@ -132,8 +132,8 @@ def test_bad_arguments_raise_config_error(args, kwargs, fragment):
 
 
 def test_bad_invoker_options_raise_config_error(dask_client):
-    with pytest.raises(lambdamap.ConfigError, match="max_in_flight must be a positive integer"):
-        lambdamap.dask_executor(dask_client, max_in_flight=0)
+    with pytest.raises(lambdamap.ConfigError, match="workers must be a positive integer"):
+        lambdamap.dask_executor(dask_client, workers=0)
     with pytest.raises(lambdamap.ConfigError, match="submit_options may not set"):
         lambdamap.dask_executor(dask_client, submit_options={"retries": 3})
 
@@ -194,7 +194,7 @@ def test_scheduler_address_string(cli_cluster):
     worker_pids = _worker_pids(cli_cluster)
     pwex = lambdamap.dask_executor(cli_cluster, progress=False)
     try:
-        assert pwex.backend == "dask" and pwex.invoker.parallelism == 1
+        assert pwex.backend == "dask" and pwex.invoker.workers == 1
         out = lambdamap.get_all_results(pwex.map(lambda x: (x * 3, os.getpid()), range(10)), timeout=60)
         assert [value for value, _ in out] == [x * 3 for x in range(10)]
         assert {pid for _, pid in out} <= set(worker_pids)

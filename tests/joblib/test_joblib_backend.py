@@ -137,7 +137,7 @@ def test_sharedmem_requirement_is_refused(local_backend):
 
 def test_effective_n_jobs_follows_the_executor(local_backend):
     backend = LambdamapBackend(executor=local_backend.executor)
-    workers = local_backend.executor.invoker.parallelism
+    workers = local_backend.executor.invoker.workers
     assert backend.effective_n_jobs(-1) == workers
     assert backend.effective_n_jobs(None) == workers
     assert backend.effective_n_jobs(5) == 5

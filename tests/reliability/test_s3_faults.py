@@ -74,7 +74,7 @@ def executor_on(stack: AwsStack, server: Endpoint, function: str, *, max_attempt
     storage = S3Storage(BUCKET, region=stack.region, endpoint_url=server.endpoint_url, session=session,
                         max_attempts=max_attempts)
     invoker = LambdaInvoker(function, region=stack.region, endpoint_url=stack.lambda_endpoint_url, session=session,
-                            max_workers=16, storage=storage, completion_margin=completion_margin)
+                            workers=16, storage=storage, completion_margin=completion_margin)
     return lambdamap.Executor(storage, invoker, progress=False, backend="lambda")
 
 

@@ -38,7 +38,7 @@ def lambda_executor_for(stack: AwsStack, function_name: str = FUNCTION, *, endpo
     storage = S3Storage(stack.bucket, region=stack.region, endpoint_url=stack.s3.endpoint_url, session=session)
     invoker_options.setdefault("completion_margin", COMPLETION_MARGIN)
     invoker = LambdaInvoker(function_name, region=stack.region, endpoint_url=endpoint_url or stack.lambda_endpoint_url,
-                            session=session, max_workers=workers, storage=storage, **invoker_options)
+                            session=session, workers=workers, storage=storage, **invoker_options)
     return lambdamap.Executor(storage, invoker, progress=False, backend="lambda")
 
 

@@ -1,36 +1,11 @@
-"""The Dask backend: every invocation is one task on a ``distributed`` cluster, running :func:`run_task`.
+"""The Dask backend's client side: :class:`DaskInvoker` hands invocations to the scheduler and watches them.
 
-::
-
-    Executor ─▶ DaskInvoker.invoke(specs) ─▶ queue ─▶ client.submit(_run_on_dask, spec_json)   (at most
-        max_in_flight tasks at once: a submitted invocation starts at once, so timeouts and cancel stay exact)
-    worker thread: _run_on_dask ─▶ started-marker in storage ─▶ run_task(spec) ─▶ result record in storage
-    dask done-callback ─▶ sink.finished(spec) | sink.lost(spec, WorkerLostError / ...)   ─▶ next queued spec
-
-Results never travel through Dask: the task returns None and the collector reads the record from the shared storage,
-as on every backend.
-
-Retries belong to lambdamap, not to Dask. When a worker dies, Dask re-runs its tasks on another worker (up to
-``distributed.scheduler.allowed-failures`` times), which would silently run a call again even with ``retries=0``. So
-each run first writes a *started marker* for its (invocation, attempt) to storage; a run that finds the marker of its
-own attempt knows an earlier run of it died, and fails at once with a :class:`WorkerLostError` (re-invoked by the
-collector while ``retries`` allow). This works on any cluster without changing its configuration, and fails only
-the invocations that really ran on the dead worker, not those merely queued there.
-
-Timeouts: a running Dask task cannot be interrupted inside its worker thread. When an invocation passes
-``spec.timeout`` its future fails with :class:`TaskTimeoutError`, the Dask task is cancelled and (by default) the
-worker running it is restarted through its nanny, which frees the thread; other invocations running on that worker
-at the time are reported lost (and retried if allowed). Without a nanny the code keeps running until it returns
-and its late result is ignored.
+See :mod:`lambdamap.backends.dask` for the data flow, retries and timeouts.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections import deque
@@ -38,15 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdamap.backends.base import InvocationSink, Invoker
-from lambdamap.core.task import TaskSpec, client_versions
-from lambdamap.errors import (
-    ConfigError,
-    InvocationError,
-    PreflightError,
-    StorageError,
-    TaskTimeoutError,
-    WorkerLostError,
-)
+from lambdamap.backends.dask.worker import EarlierRunLost, _run_on_dask
+from lambdamap.core.task import TaskSpec
+from lambdamap.errors import ConfigError, InvocationError, StorageError, TaskTimeoutError, WorkerLostError
 
 log = logging.getLogger("lambdamap")
 
@@ -54,69 +23,6 @@ log = logging.getLogger("lambdamap")
 REFRESH_SECONDS = 2.0
 
 
-class EarlierRunLost(Exception):
-    """Raised on a Dask worker when Dask re-runs an invocation whose first run died with its worker."""
-
-
-# -- worker side ---------------------------------------------------------------------------------------------------
-def _marker_key(spec: TaskSpec) -> str:
-    # Beside the invocation's args, inside the job's prefix: removed with the job's objects.
-    return f"{spec.args_key}.started-{spec.attempt}"
-
-
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return f"pid {os.getpid()}"
-
-
-def _run_on_dask(spec_json: str) -> None:
-    """The Dask task of one invocation: refuse a re-run after a worker death, else :func:`run_task`."""
-    from lambdamap.core.worker import run_task
-    from lambdamap.storage.base import storage_from_location
-
-    spec = TaskSpec.from_json(spec_json)
-    storage = storage_from_location(spec.storage)
-    marker = _marker_key(spec)
-    address = _worker_address()
-    if storage.exists(marker):
-        if storage.exists(spec.result_key):
-            return  # the earlier run finished after all; its record stands
-        try:
-            where = storage.get(marker).decode()
-        except Exception:  # noqa: BLE001 - only for the message
-            where = "another worker"
-        raise EarlierRunLost(f"the Dask worker {where} died while running invocation {spec.invocation} "
-                             f"(attempt {spec.attempt}); Dask re-scheduled it, lambdamap does not re-run it")
-    storage.put(marker, address.encode())
-    run_task(spec, storage=storage, platform="dask", extra={"dask_worker": address})
-
-
-def _probe(location: dict[str, str], key: str) -> dict[str, Any]:
-    """Preflight task: can this worker import lambdamap, with which versions, and can it read our storage?"""
-    from pathlib import Path
-
-    from lambdamap.core.serialize import digest
-    from lambdamap.errors import ObjectNotFoundError
-    from lambdamap.storage.base import storage_from_location
-
-    facts: dict[str, Any] = {"versions": client_versions(), "worker": _worker_address(), "digest": None,
-                             "storage_error": None}
-    if location.get("kind") == "local" and not Path(location["root"]).is_dir():
-        return facts  # do not create a stray folder on a machine that does not share ours
-    try:
-        facts["digest"] = digest(storage_from_location(location).get(key))
-    except ObjectNotFoundError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - e.g. no credentials for S3 on the worker: reported by the client
-        facts["storage_error"] = f"{type(exc).__name__}: {exc}"
-    return facts
-
-
-# -- client side ---------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class _Running:
     spec: TaskSpec
@@ -127,7 +33,7 @@ class _Running:
 class DaskInvoker(Invoker):
     """Runs invocations as tasks of a ``distributed.Client``.
 
-    ``max_in_flight`` caps the tasks handed to the scheduler at once (default: the cluster's total worker threads,
+    ``workers`` caps the tasks handed to the scheduler at once (default: the cluster's total worker threads,
     followed as workers come and go). ``restart_timed_out_workers`` restarts the worker of an invocation that ran
     past its timeout (needs a nanny). ``no_workers_timeout`` fails invocations in flight when the cluster has had
     no worker for that many seconds. ``submit_options`` go to ``client.submit`` (e.g. ``resources``).
@@ -135,17 +41,16 @@ class DaskInvoker(Invoker):
 
     notifies_completion = True
 
-    def __init__(self, client: Any, *, max_in_flight: int | None = None, restart_timed_out_workers: bool = True,
+    def __init__(self, client: Any, *, workers: int | None = None, restart_timed_out_workers: bool = True,
                  no_workers_timeout: float = 120.0, submit_options: dict[str, Any] | None = None) -> None:
-        if max_in_flight is not None and (isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int)
-                                          or max_in_flight < 1):
-            raise ConfigError(f"max_in_flight must be a positive integer or None, got {max_in_flight!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigError(f"workers must be a positive integer or None, got {workers!r}")
         reserved = {"key", "pure", "retries"} & set(submit_options or {})
         if reserved:
             raise ConfigError(f"submit_options may not set {sorted(reserved)}: lambdamap sets task keys and handles "
                               "retries itself (use the map's retries=)")
         self.client = client
-        self.max_in_flight = max_in_flight
+        self._workers_cap = workers
         self.restart_timed_out_workers = restart_timed_out_workers
         self.no_workers_timeout = no_workers_timeout
         self.submit_options = dict(submit_options or {})
@@ -162,9 +67,10 @@ class DaskInvoker(Invoker):
 
     # -- Invoker API --------------------------------------------------------------------------------------------
     @property
-    def parallelism(self) -> int:  # type: ignore[override]
-        """Total worker threads of the cluster (at least 1), as last seen."""
-        return max(1, self._nthreads)
+    def workers(self) -> int:  # type: ignore[override]
+        """Tasks handed to the scheduler at once: the ``workers`` given, else the cluster's worker threads (at least
+        1) as last seen."""
+        return self._workers_cap or max(1, self._nthreads)
 
     def start(self, sink: InvocationSink) -> None:
         self._sink = sink
@@ -197,7 +103,7 @@ class DaskInvoker(Invoker):
 
     # -- dispatch -----------------------------------------------------------------------------------------------
     def _limit(self) -> int:
-        return self.max_in_flight or self.parallelism
+        return self.workers
 
     def _dispatch(self) -> None:
         """Hand queued specs to the scheduler while slots are free (called from any thread)."""
@@ -361,142 +267,3 @@ def _classify(exc: BaseException | None, spec: TaskSpec) -> BaseException:
     return InvocationError(f"the Dask task of {where} failed: {type(exc).__name__}: {exc}")
 
 
-# -- factories -----------------------------------------------------------------------------------------------------
-def _connect(client_or_address: Any, connect_timeout: float) -> tuple[Any, bool]:
-    """A ``distributed.Client`` and whether we created it (then we close it at shutdown)."""
-    import distributed
-
-    if isinstance(client_or_address, distributed.Client):
-        return client_or_address, False
-    if client_or_address is None:
-        try:
-            return distributed.default_client(), False
-        except ValueError:
-            raise ConfigError(
-                "dask_executor() needs a cluster: pass a distributed.Client or a scheduler address "
-                "('tcp://host:8786'), set LAMBDAMAP_DASK_ADDRESS / dask_address, or create a Client first "
-                "(e.g. distributed.Client(distributed.LocalCluster()))") from None
-    if isinstance(client_or_address, str):
-        if not client_or_address.strip():
-            raise ConfigError("the Dask scheduler address is empty: pass e.g. 'tcp://127.0.0.1:8786'")
-        try:
-            client = distributed.Client(client_or_address, timeout=connect_timeout, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise PreflightError(f"cannot connect to the Dask scheduler at {client_or_address!r} within "
-                                 f"{connect_timeout:g} s: {exc}. Is the scheduler running and reachable?") from exc
-        return client, True
-    if hasattr(client_or_address, "scheduler_address"):  # a cluster object (LocalCluster, ...)
-        return distributed.Client(client_or_address, set_as_default=False), True
-    raise ConfigError(f"dask_executor() takes a distributed.Client, a cluster or a scheduler address string, "
-                      f"got {type(client_or_address).__name__}")
-
-
-def preflight(client: Any, storage: Any, prefix: str, timeout: float) -> dict[str, Any]:
-    """Run one probe task: the workers must import lambdamap with our versions and read our storage."""
-    from lambdamap.core import keys
-    from lambdamap.core.serialize import digest
-
-    data = secrets.token_bytes(16)
-    key = keys.job_prefix(prefix, keys.new_job_id()) + "preflight.bin"
-    storage.put(key, data)
-    try:
-        future = client.submit(_probe, storage.location(), key, pure=False)
-        try:
-            facts = future.result(timeout=timeout)
-        except TimeoutError as exc:
-            raise PreflightError(f"no Dask worker ran lambdamap's probe task within {timeout:g} s: does the cluster "
-                                 "have workers? (raise connect_timeout= for clusters that scale up slowly)") from exc
-        except Exception as exc:
-            raise PreflightError(
-                f"the Dask workers cannot run lambdamap's probe task: {type(exc).__name__}: {exc}. Install "
-                f"lambdamap (same version as here) on every worker: pip install 'lambdamap[dask]'") from exc
-    finally:
-        storage.delete_prefix(key.rsplit("/", 1)[0] + "/")
-    ours = client_versions()
-    mismatch = [f"{name}: client {ours[name]}, worker {facts['versions'].get(name)}"
-                for name in ("python", "cloudpickle", "lambdamap") if facts["versions"].get(name) != ours[name]]
-    if mismatch:
-        raise PreflightError(f"the Dask worker {facts['worker']} runs other versions than this client ("
-                             + "; ".join(mismatch) + "): install the same versions on the workers")
-    if facts["digest"] != digest(data):
-        location = storage.location()
-        if facts.get("storage_error"):
-            hint = (f"{facts['storage_error']}. Give the workers credentials for it (environment variables, "
-                    "a profile or an instance role) and make sure they reach its endpoint")
-        elif location.get("kind") == "local":
-            hint = (f"the folder {location.get('root')} is not shared with the workers (they run on another "
-                    "machine?): pass storage_dir= a folder mounted at the same path on every worker, or "
-                    "storage=S3Storage(...)")
-        else:
-            hint = "the probe object is not there for the workers: do they use another endpoint or bucket?"
-        raise PreflightError(f"the Dask worker {facts['worker']} cannot read this executor's storage {location}: "
-                             f"{hint}")
-    return facts
-
-
-def make_dask_executor(client_or_address: Any = None, *, storage: Any = None, storage_dir: str | None = None,
-                       prefix: str = "lambdamap", progress: bool | None = None, max_in_flight: int | None = None,
-                       restart_timed_out_workers: bool = True, no_workers_timeout: float = 120.0,
-                       connect_timeout: float = 60.0, submit_options: dict[str, Any] | None = None) -> Any:
-    """An :class:`~lambdamap.Executor` on a Dask ``distributed`` cluster.
-
-    ``client_or_address``: a ``distributed.Client`` (left open at shutdown), a cluster object or a scheduler
-    address (we connect, and close the connection at shutdown), or None for the current default client.
-
-    Storage: ``storage`` (any :class:`~lambdamap.storage.base.Storage`, e.g. S3 for a remote cluster), else
-    ``storage_dir`` (a folder every worker sees at the same path), else a temporary folder on this machine (removed
-    at shutdown), which suits clusters running on this machine. A probe task checks before any work is sent that
-    the workers import lambdamap with the client's versions and can read the storage.
-    """
-    from lambdamap.core.executor import Executor
-    from lambdamap.storage.base import Storage
-    from lambdamap.storage.local import LocalStorage
-
-    if storage is not None and storage_dir is not None:
-        raise ConfigError("pass either storage= or storage_dir=, not both")
-    if storage is not None and not isinstance(storage, Storage):
-        raise ConfigError(f"storage must be a lambdamap Storage (LocalStorage, S3Storage, ...), got "
-                          f"{type(storage).__name__}")
-    for name, value in (("connect_timeout", connect_timeout), ("no_workers_timeout", no_workers_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-    client, owns_client = _connect(client_or_address, connect_timeout)
-    owned_dir = None
-    try:
-        if storage is None:
-            owned_dir = tempfile.mkdtemp(prefix="lambdamap-dask-") if storage_dir is None else None
-            storage = LocalStorage(owned_dir or storage_dir)  # type: ignore[arg-type]
-        preflight(client, storage, prefix, connect_timeout)
-        invoker = DaskInvoker(client, max_in_flight=max_in_flight, restart_timed_out_workers=restart_timed_out_workers,
-                              no_workers_timeout=no_workers_timeout, submit_options=submit_options)
-    except BaseException:
-        _release(client if owns_client else None, owned_dir)
-        raise
-
-    def _on_shutdown() -> None:
-        _release(client if owns_client else None, owned_dir)
-
-    return Executor(storage, invoker, prefix=prefix, progress=progress, on_shutdown=_on_shutdown, backend="dask")
-
-
-def _release(client: Any, folder: str | None) -> None:
-    if client is not None:
-        try:
-            client.close()
-        except Exception:  # noqa: BLE001
-            log.debug("could not close the Dask client", exc_info=True)
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def make_executor(config: Any) -> Any:
-    """Build the Dask executor from a :class:`~lambdamap.config.Config`: ``dask_address``; storage in
-    ``storage_dir`` if set, else in S3 ``bucket`` (with ``region``, ``endpoint_url``) if set, else a temporary
-    folder; ``workers`` = invocations in flight; ``prefix``; ``progress``."""
-    storage = None
-    if config.storage_dir is None and config.bucket is not None:
-        from lambdamap.aws.s3 import S3Storage
-
-        storage = S3Storage(config.bucket, region=config.region, endpoint_url=config.endpoint_url)
-    return make_dask_executor(config.dask_address, storage=storage, storage_dir=config.storage_dir,
-                              prefix=config.prefix, progress=config.progress, max_in_flight=config.workers)
