@@ -72,15 +72,27 @@ def plot(futures: Any, path: Any, *, title: str | None = None) -> str:
     return _plot(futures, path, title=title)
 
 
+_shared: dict[Config, Executor] = {}
+
+
 def default_executor(**overrides: Any) -> Executor:
     """The executor the configuration names: explicit ``overrides`` > ``LAMBDAMAP_*`` environment variables > the
     config file (``$LAMBDAMAP_CONFIG`` or ``~/.config/lambdamap/config.toml``) > the local backend.
 
-    ``overrides`` are :class:`Config` fields, e.g. ``default_executor(backend="lambda", bucket="b")``.
+    ``overrides`` are :class:`Config` fields, e.g. ``default_executor(backend="lambda", bucket="b")``. Called again
+    with the same resulting configuration in the same process (a notebook cell run twice), it returns the same live
+    executor instead of starting another pool; after that executor is shut down, the next call makes a new one.
+    :func:`local_executor` and the other factories always make a new executor.
     """
+    config = load_config(**overrides)
+    existing = _shared.get(config)
+    if existing is not None and existing.usable:
+        return existing
     from lambdamap.backends.registry import executor_from_config
 
-    return executor_from_config(load_config(**overrides))
+    executor = executor_from_config(config)
+    _shared[config] = executor
+    return executor
 
 
 def local_executor(workers: int | None = None, *, storage_dir: str | None = None, **options: Any) -> Executor:

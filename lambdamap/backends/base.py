@@ -50,6 +50,10 @@ class Invoker(ABC):
         """Called by the collector when an attempt of an invocation has ended (result applied, lost, cancelled).
         Invokers that keep a window of outstanding invocations (Lambda) send the next one here."""
 
+    def cancel(self, specs: list[TaskSpec]) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Stop these running invocations if the backend can (their calls are already cancelled on the client).
+        Must not block: called when the user presses Ctrl-C."""
+
     @abstractmethod
     def close(self) -> None:
         """Stop all workers and threads; invocations still running are reported lost. Idempotent."""

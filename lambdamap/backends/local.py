@@ -11,6 +11,7 @@ wake-up pipe: completions reach the collector without sleep-polling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -33,27 +34,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lambdamap")
 KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
+STOP_GRACE = 1.0  # seconds idle workers get to exit by themselves at shutdown
+PARENT_CHECK_SECONDS = 0.25  # how often a pool process checks that its client is still alive
+STOPPED_LIMIT = 10.0  # seconds a worker may stay stopped (SIGSTOP) while running a call before it counts as lost
+STOP_CHECK_SECONDS = 1.0  # how often busy workers are checked for being stopped
 
 
-def _worker_main(read_fd: int, write_fd: int) -> None:
-    """Body of a pool process: receive task specs (JSON), run them, report back on the other pipe."""
+def _exit_with_parent(parent: int) -> None:
+    """A pool process never outlives its client by more than a fraction of a second, whatever the client died of
+    (SIGKILL included) and whatever the user's call is doing: a thread watches the parent and ends the process."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="lambdamap-parent-watch", daemon=True).start()
+
+
+def _worker_main(read_fd: int, write_fd: int, parent: int) -> None:
+    """Body of a pool process: receive task specs (JSON), run them, report back on the other pipe. When the client
+    goes away it exits quietly: nothing reaches the user's terminal."""
     from lambdamap.core.worker import run_task
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle
+    _exit_with_parent(parent)
     inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
-    outbox.send(("ready", os.getpid()))
-    while True:
-        try:
-            message = inbox.recv()
-        except (EOFError, OSError):
-            return  # the client went away
-        if message is None:
-            return
-        try:
-            run_task(message, platform="local")
-            outbox.send(("ok", None))
-        except BaseException as exc:  # noqa: BLE001 - e.g. storage full: the record could not be written
-            outbox.send(("error", f"{type(exc).__name__}: {exc}"))
+    try:
+        outbox.send(("ready", os.getpid()))
+        while True:
+            try:
+                message = inbox.recv()
+            except (EOFError, OSError):
+                return  # the client went away
+            if message is None:
+                return
+            try:
+                run_task(message, platform="local")
+                reply: tuple[str, str | None] = ("ok", None)
+            except BaseException as exc:  # noqa: BLE001 - e.g. storage full: the record could not be written
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+            outbox.send(reply)
+    except (BrokenPipeError, EOFError, OSError):
+        return  # the client closed our pipe (shut down or gone): nothing to report to
 
 
 def _describe_exit(code: int | None) -> str:
@@ -71,10 +93,27 @@ def _describe_exit(code: int | None) -> str:
 class _Worker:
     process: subprocess.Popen[bytes]
     inbox: Connection  # client -> worker
-    conn: Connection  # worker -> client; EOF when the worker dies
+    conn: Connection  # worker -> client; EOF when the worker dies, unless a process it started holds the pipe
+    sentinel: int | None  # a pidfd: readable when the process has ended, whatever holds its pipes
     spec: TaskSpec | None = None
     deadline: float | None = None
     ready: bool = False
+    stopped_since: float | None = None
+
+    def close_sentinel(self) -> None:
+        if self.sentinel is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.sentinel)
+            self.sentinel = None
+
+
+def _is_stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP / SIGTSTP): state T in /proc (Linux; False elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+    except (OSError, IndexError):
+        return False
 
 
 class LocalInvoker(Invoker):
@@ -110,15 +149,24 @@ class LocalInvoker(Invoker):
                 return
             self._closed = True
         self._wake()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
-        for worker in self._workers:
-            self._stop(worker)
+        self._stop_all(self._workers)
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+    def cancel(self, specs: list[TaskSpec]) -> None:
+        """Kill the workers running these invocations, all at once; the dispatcher reports them lost (their futures
+        are already cancelled) and starts fresh processes."""
+        wanted = {(spec.job_id, spec.invocation) for spec in specs}
+        for worker in list(self._workers):
+            spec = worker.spec
+            if spec is not None and (spec.job_id, spec.invocation) in wanted:
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
 
     @property
     def pids(self) -> list[int]:
@@ -143,27 +191,42 @@ class LocalInvoker(Invoker):
         try:
             process = subprocess.Popen(
                 [sys.executable, "-c", f"from lambdamap.backends.local import _worker_main; "
-                                       f"_worker_main({to_worker_r}, {from_worker_w})"],
+                                       f"_worker_main({to_worker_r}, {from_worker_w}, {os.getpid()})"],
                 pass_fds=(to_worker_r, from_worker_w), stdin=subprocess.DEVNULL, env=env, close_fds=True,
             )
         finally:
             os.close(to_worker_r)
             os.close(from_worker_w)
+        sentinel = None
+        with contextlib.suppress(AttributeError, OSError):  # pidfd_open: Linux 5.3+
+            sentinel = os.pidfd_open(process.pid)
         return _Worker(process=process, inbox=Connection(to_worker_w, readable=False),
-                       conn=Connection(from_worker_r, writable=False))
+                       conn=Connection(from_worker_r, writable=False), sentinel=sentinel)
 
-    def _stop(self, worker: _Worker) -> None:
-        try:
-            worker.inbox.send(None)
-        except (OSError, ValueError):
-            pass
-        try:
-            worker.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait(timeout=5)
-        worker.inbox.close()
-        worker.conn.close()
+    @staticmethod
+    def _stop_all(workers: list[_Worker]) -> None:
+        """Ask every worker to exit, give them together a short grace, then kill the rest at once: stopping N busy
+        workers takes about one grace period, not N."""
+        for worker in workers:
+            with contextlib.suppress(OSError, ValueError):
+                worker.inbox.send(None)
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in workers:
+            if worker.spec is not None:
+                with contextlib.suppress(OSError):
+                    worker.process.kill()  # busy: it would not read the request before its call ends
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
+        for worker in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=5)
+            worker.inbox.close()
+            worker.conn.close()
+            worker.close_sentinel()
 
     def _assign(self) -> None:
         assert self._sink is not None
@@ -189,14 +252,21 @@ class LocalInvoker(Invoker):
         while not self._closed:
             self._assign()
             deadlines = [w.deadline for w in self._workers if w.deadline is not None]
+            if any(w.spec is not None for w in self._workers):
+                deadlines.append(time.monotonic() + STOP_CHECK_SECONDS)
             timeout = None if not deadlines else max(0.0, min(deadlines) - time.monotonic())
-            ready = set(wait([self._wake_r, *(w.conn for w in self._workers)], timeout))
+            sentinels = [w.sentinel for w in self._workers if w.sentinel is not None]
+            ready = set(wait([self._wake_r, *(w.conn for w in self._workers), *sentinels], timeout))
             if self._wake_r in ready:
                 os.read(self._wake_r, 65536)
             for i, worker in enumerate(self._workers):
                 if worker.conn in ready:
                     self._receive(i, worker)
+                elif worker.sentinel is not None and worker.sentinel in ready:
+                    # Dead, though a process it started may still hold its pipe open.
+                    self._replace(i, worker, None)
             now = time.monotonic()
+            self._check_stopped(now)
             for i, worker in enumerate(self._workers):
                 if worker.spec is not None and worker.deadline is not None and worker.deadline <= now:
                     spec = worker.spec
@@ -204,6 +274,22 @@ class LocalInvoker(Invoker):
                     self._replace(i, worker, TaskTimeoutError(
                         f"timed out after {spec.timeout:g} s (invocation {spec.invocation}, "
                         f"{spec.call_count} call(s)); its worker process {worker.process.pid} was stopped"))
+
+    def _check_stopped(self, now: float) -> None:
+        """A worker stopped (SIGSTOP) in the middle of a call would hold it for ever: past STOPPED_LIMIT it is
+        killed and its invocation reported lost."""
+        for i, worker in enumerate(self._workers):
+            if worker.spec is None or not _is_stopped(worker.process.pid):
+                worker.stopped_since = None
+                continue
+            if worker.stopped_since is None:
+                worker.stopped_since = now
+            elif now - worker.stopped_since >= STOPPED_LIMIT:
+                spec = worker.spec
+                worker.process.kill()
+                self._replace(i, worker, WorkerLostError(
+                    f"worker process {worker.process.pid} was stopped (SIGSTOP) for {now - worker.stopped_since:.0f} "
+                    f"s while running invocation {spec.invocation}; it was killed"))
 
     def _receive(self, index: int, worker: _Worker) -> None:
         assert self._sink is not None
@@ -240,8 +326,10 @@ class LocalInvoker(Invoker):
             self._sink.lost(spec, error)
         worker.inbox.close()
         worker.conn.close()
+        worker.close_sentinel()
         if not self._closed:
             self._workers[index] = self._spawn()
+
 
 def make_executor(config: Config) -> Executor:
     """Build the local executor from a :class:`~lambdamap.config.Config`."""

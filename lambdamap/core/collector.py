@@ -13,11 +13,14 @@ a loss report, or a deadline.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
+import functools
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +53,7 @@ class Invocation:
     retries_left: int
     started_at: float | None = None
     done: bool = False
+    reuploaded: bool = False  # the function blob was put back once after a worker found it missing
 
 
 @dataclass(eq=False)
@@ -70,6 +74,13 @@ class JobState:
     # Poll mode: when (time.monotonic()) the last complete listing of the results began, and the last failed one.
     listed_at: float | None = None
     list_failure: tuple[float, StorageError] | None = None
+    #: Cancels the job's unfinished calls and stops its running ones; returns how many (set by the collector).
+    cancel: Callable[[], int] | None = None
+    #: The pickled function and its key, kept while the job runs: a worker that finds the blob missing (deleted from
+    #: outside, e.g. by `lambdamap cleanup --blobs`) gets it put back once. ``blob_missing`` tells the executor.
+    func_key: str | None = None
+    func_data: bytes | None = None
+    blob_missing: Callable[[str], None] | None = None
 
 
 class Collector:
@@ -80,27 +91,89 @@ class Collector:
         self.invoker = invoker
         self._lock = threading.Lock()
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        # Running jobs are held here; finished ones only as long as the caller holds their futures (each future
+        # holds its job), so a long-lived executor does not keep every result it ever delivered.
         self._jobs: dict[str, JobState] = {}
+        self._finished: weakref.WeakValueDictionary[str, JobState] = weakref.WeakValueDictionary()
+        self._idle_callbacks: list[Callable[[], None]] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="lambdamap-collector", daemon=True)
+        self._died: str | None = None
+        self._thread = threading.Thread(target=self._run_guarded, name="lambdamap-collector", daemon=True)
         self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
 
     # -- registration (client thread) -------------------------------------------------------------------------
     def register(self, job: JobState, invocations: list[Invocation]) -> None:
         with self._lock:
+            if self._died is not None:
+                raise ExecutorShutdownError(f"the executor's collector thread died ({self._died}); create a new "
+                                            "executor")
             if self._closed:
                 raise ExecutorShutdownError("the executor has been shut down; create a new one")
             for inv in invocations:
                 job.invocations[inv.spec.invocation] = inv
+                for fut in inv.futures:
+                    fut._job = job
             job.pending = len(invocations)
             job.calls = sum(len(inv.futures) for inv in invocations)
+            job.cancel = functools.partial(self.cancel_job, job)
             self._jobs[job.job_id] = job
-        if not invocations:
-            self._events.put(("job-empty", job))
+        # Wake the thread now: in poll mode it would otherwise notice the job only after its idle timeout.
+        self._events.put(("job-empty", job) if not invocations else ("wake",))
 
     def jobs(self) -> list[JobState]:
+        """Running jobs, then finished jobs whose futures someone still holds."""
+        with self._lock:
+            return [*self._jobs.values(), *(j for j in self._finished.values() if j.job_id not in self._jobs)]
+
+    def _running_jobs(self) -> list[JobState]:
         with self._lock:
             return list(self._jobs.values())
+
+    def running_futures(self) -> list[Future[Any]]:
+        """Futures of unfinished jobs (what shutdown waits for)."""
+        with self._lock:
+            return [f for job in self._jobs.values() for inv in job.invocations.values() for f in inv.futures]
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once) when no job is running: now, or from the thread when the last one ends."""
+        with self._lock:
+            if self._jobs and self._died is None:
+                self._idle_callbacks.append(callback)
+                return
+        callback()
+
+    def cancel_job(self, job: JobState) -> int:
+        """Cancel every unfinished call of ``job``: pending ones never run, running ones fail with
+        :class:`concurrent.futures.CancelledError` and their workers are stopped. Returns how many calls."""
+        with self._lock:
+            live = [inv for inv in job.invocations.values() if not inv.done]
+            for inv in live:
+                inv.retries_left = 0  # a stopped worker's loss report must not start the call again
+            running_specs = [inv.spec for inv in live if inv.started_at is not None]
+        count = 0
+        for inv in live:
+            for fut in inv.futures:
+                if fut.cancel():
+                    count += 1
+                elif not fut.done():
+                    with contextlib.suppress(cf.InvalidStateError):
+                        fut.set_exception(cf.CancelledError(f"call {fut.call_id} of job {job.job_id} was cancelled "
+                                                            "while running"))
+                        count += 1
+        if running_specs:
+            try:
+                self.invoker.cancel(running_specs)
+            except Exception:  # noqa: BLE001 - the calls are already cancelled; stopping workers is best effort
+                log.warning("could not stop the running invocations of job %s", job.job_id, exc_info=True)
+        # Invocations not yet sent complete through started(); the ones running through their loss or record.
+        for inv in live:
+            if inv.started_at is None:
+                self._events.put(("all-cancelled", inv.spec))
+        return count
 
     # -- sink (invoker threads) -------------------------------------------------------------------------------
     def started(self, spec: TaskSpec) -> bool:
@@ -138,6 +211,28 @@ class Collector:
         return inv
 
     # -- the collector thread ---------------------------------------------------------------------------------
+    def _run_guarded(self) -> None:
+        """The thread: :meth:`_run`; if that ever ends other than by close(), fail everything (never a hang)."""
+        reason = "it stopped unexpectedly"
+        try:
+            self._run()
+            return
+        except BaseException as exc:  # noqa: BLE001 - reported to every waiting caller below
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("lambdamap collector thread died: %s", reason)
+        with self._lock:
+            self._died = reason
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            for inv in job.invocations.values():
+                for fut in inv.futures:
+                    if not fut.done():
+                        with contextlib.suppress(cf.InvalidStateError):
+                            fut.set_exception(ExecutorShutdownError(
+                                f"call {fut.call_id} of job {job.job_id} cannot complete: the executor's collector "
+                                f"thread died ({reason})"))
+        self._fire_idle()
+
     def _run(self) -> None:
         interval = POLL_MIN
         while True:
@@ -157,11 +252,11 @@ class Collector:
                 if polling and event is None:
                     progressed = self._poll_storage()
                     interval = POLL_MIN if progressed else min(POLL_MAX, interval * 1.5)
-            except Exception:  # the thread must survive anything, or futures would wait forever
+            except BaseException:  # noqa: BLE001 - even a SystemExit from a result must not end the thread
                 log.exception("lambdamap collector error")
             try:
                 self._check_deadlines()
-            except Exception:
+            except BaseException:  # noqa: BLE001
                 log.exception("lambdamap collector error")
 
     def _has_started_work(self) -> bool:
@@ -197,13 +292,26 @@ class Collector:
             self._on_lost(spec, StorageError(f"the worker finished invocation {spec.invocation} of job "
                                              f"{spec.job_id} but its result record cannot be read: {exc}"))
             return
+        try:
+            record = ResultRecord.loads(data)
+        except BaseException as exc:  # noqa: BLE001 - a corrupt record fails its calls, never the thread
+            self._fail_invocation(inv, WorkerLostError(f"the result record of invocation {spec.invocation} of job "
+                                                       f"{spec.job_id} cannot be read: {type(exc).__name__}: {exc}"))
+            return
         with paused_gc():
-            self._apply_record(inv, ResultRecord.loads(data), len(data))
+            self._apply_record(inv, record, len(data))
+
+    def _fail_invocation(self, inv: Invocation, error: BaseException) -> None:
+        for fut in inv.futures:
+            if not fut.done():
+                with contextlib.suppress(cf.InvalidStateError):
+                    fut.set_exception(error)
+        self._complete_invocation(inv)
 
     def _poll_storage(self) -> bool:
         """List each job with started, unfinished invocations once; apply the records found."""
         progressed = False
-        for job in self.jobs():
+        for job in self._running_jobs():
             with self._lock:
                 waiting = {n: inv for n, inv in job.invocations.items() if not inv.done and inv.started_at}
             if not waiting:
@@ -239,7 +347,7 @@ class Collector:
         deadline = self.invoker.completion_deadline
         if self.invoker.notifies_completion or deadline is None:
             return
-        for job in self.jobs():
+        for job in self._running_jobs():
             # Only a listing that began after an invocation's deadline and found no record shows it was lost. When
             # the latest listing failed instead, the results cannot be seen: that is the error to report.
             listed = job.listed_at
@@ -290,6 +398,8 @@ class Collector:
         self._complete_invocation(inv)
 
     def _apply_record(self, inv: Invocation, record: ResultRecord, nbytes: int) -> None:
+        if self._function_blob_missing(inv, record):
+            return
         timed_out = [e for e in record.errors.values() if e.error_type == TaskTimeoutError.__qualname__]
         if timed_out and inv.retries_left > 0:
             # A call hit its timeout inside the worker: re-run the invocation like a lost one. The record goes
@@ -315,6 +425,29 @@ class Collector:
         inv.job.records.append(records.summary_row(record, nbytes))
         self._complete_invocation(inv)
 
+    def _function_blob_missing(self, inv: Invocation, record: ResultRecord) -> bool:
+        """If the worker could not find the job's function, put it back and re-run the invocation (once)."""
+        job = inv.job
+        if (record.setup_error_type != "ObjectNotFoundError" or inv.reuploaded or job.func_data is None
+                or job.func_key is None or job.func_key not in (record.setup_error_message or "")):
+            return False
+        inv.reuploaded = True
+        try:
+            self.storage.put(job.func_key, job.func_data)
+            self.storage.delete([inv.spec.result_key])
+        except StorageError:
+            return False  # the record's own error is reported
+        if job.blob_missing is not None:
+            job.blob_missing(job.func_key)
+        spec = inv.spec
+        with self._lock:
+            inv.spec = spec.retry()
+            inv.started_at = None
+        log.info("re-uploaded the missing function of job %s for invocation %s", job.job_id, spec.invocation)
+        self.invoker.settled(spec)
+        self.invoker.invoke([inv.spec])
+        return True
+
     def _complete_invocation(self, inv: Invocation) -> None:
         with self._lock:
             if inv.done:
@@ -328,6 +461,12 @@ class Collector:
 
     def _job_done(self, job: JobState) -> None:
         job.finished = time.time()
+        with self._lock:
+            self._jobs.pop(job.job_id, None)
+            self._finished[job.job_id] = job
+            for inv in job.invocations.values():
+                inv.futures = []  # the futures hold the job, not the other way round: dropping them frees both
+            job.func_data = None
         if not job.keep:
             try:
                 self.storage.delete_prefix(keys.job_prefix(job.prefix, job.job_id))
@@ -338,6 +477,18 @@ class Collector:
                 callback(job)
             except Exception:
                 log.exception("job completion callback failed")
+        self._fire_idle()
+
+    def _fire_idle(self) -> None:
+        with self._lock:
+            if self._jobs and self._died is None:
+                return
+            callbacks, self._idle_callbacks = self._idle_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("lambdamap idle callback failed")
 
     def close(self) -> None:
         """Stop the thread; every future not yet done fails with :class:`ExecutorShutdownError`."""
@@ -346,8 +497,11 @@ class Collector:
                 return
             self._closed = True
         self._events.put(("stop",))
-        self._thread.join(timeout=10)
-        for job in self.jobs():
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
             for inv in job.invocations.values():
                 for fut in inv.futures:
                     if not fut.done() and not fut.cancel():

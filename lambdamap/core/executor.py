@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lambdamap.backends.base import Invoker
-from lambdamap.core import keys
+from lambdamap.core import keys, lifecycle
 from lambdamap.core.collector import Collector, Invocation, JobState
 from lambdamap.core.future import Future, get_all_results
 from lambdamap.core.gcpause import paused_gc
@@ -75,7 +76,8 @@ class Executor:
     """Runs Python functions on workers of one backend. Build one with :func:`lambdamap.default_executor`,
     :func:`lambdamap.local_executor`, :func:`lambdamap.lambda_executor` or :func:`lambdamap.dask_executor`.
 
-    Use it as a context manager, or call :meth:`shutdown` when done.
+    Use it as a context manager, or call :meth:`shutdown` when done. An executor that is dropped, or still open
+    when the interpreter exits, shuts down by itself (see :mod:`lambdamap.core.lifecycle`).
     """
 
     def __init__(self, storage: Storage, invoker: Invoker, *, prefix: str = keys.DEFAULT_PREFIX,
@@ -97,6 +99,13 @@ class Executor:
         except BaseException:
             self._collector.close()  # or its thread would outlive the failed executor
             raise
+        self._resources = lifecycle.Resources(self._collector, invoker, on_shutdown)
+        self._finalizer = lifecycle.finalizer(self, self._resources)
+
+    @property
+    def usable(self) -> bool:
+        """False once shut down, or in a forked child of the process that made it."""
+        return not (self._shutdown or self._resources.released or self._resources.foreign)
 
     @property
     def workers(self) -> int:
@@ -207,41 +216,73 @@ class Executor:
         return summarize(futures, self._collector.jobs(), memory_mb=memory_mb,
                          architecture=getattr(self.invoker, "architecture", "x86_64"))
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the executor. ``wait`` waits for submitted calls; ``cancel_futures`` cancels those not started.
+    def cancel(self, futures: Iterable[cf.Future[Any]]) -> int:
+        """Cancel the jobs of ``futures``: calls not started never run, running ones are stopped (local workers are
+        killed, Dask tasks cancelled; on Lambda no queued invocation is sent any more). Returns how many calls."""
+        from lambdamap.core.future import interrupted
 
-        Calls still unfinished after that fail with :class:`ExecutorShutdownError`; workers are stopped.
+        return interrupted(futures)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the executor, as :meth:`concurrent.futures.Executor.shutdown` does.
+
+        No new work is accepted. ``cancel_futures`` cancels the calls not started yet. ``wait=True`` waits for the
+        calls still running, then stops the workers and removes temporary storage; ``wait=False`` returns at once and
+        does that in the background when the last running call ends. From a done-callback (the thread that
+        completes futures) it never blocks: it behaves as ``wait=False``.
         """
         with self._lock:
             if self._shutdown:
                 return
             self._shutdown = True
-        pending = [f for job in self._collector.jobs() for inv in job.invocations.values() for f in inv.futures]
+        if self._resources.foreign:
+            return  # a forked child: the workers, threads and folders are the parent's
         if cancel_futures:
-            for fut in pending:
+            for fut in self._collector.running_futures():
                 fut.cancel()
-        if wait:
-            import concurrent.futures as cf
+        if threading.current_thread() is self._collector.thread:
+            wait = False  # waiting here would wait on the thread that must complete what we wait for
+        if not wait:
+            self._resources.release_when_idle()
+            return
+        # Cancelled futures may never reach a worker; waiting on them could block for ever.
+        pending = [f for f in self._collector.running_futures() if not f.cancelled()]
+        try:
+            cf.wait(pending)
+        except KeyboardInterrupt:
+            from lambdamap.core.future import interrupted
 
-            # Cancelled futures may never reach a worker; waiting on them could block for ever.
-            cf.wait([f for f in pending if not f.cancelled()])
-        self.invoker.close()
-        self._collector.close()
-        if self._on_shutdown is not None:
-            self._on_shutdown()
+            interrupted(pending)
+            self._resources.release()
+            raise
+        self._resources.release()
+        self._finalizer.detach()
 
     def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
+        if exc[0] is None:
+            self.shutdown()
+            return
+        # The block failed (Ctrl-C included): nobody will collect these results, so stop the work at once.
+        with self._lock:
+            self._shutdown = True
+        if not self._resources.foreign:
+            self.cancel(self._collector.running_futures())
+            self._resources.release()
+            self._finalizer.detach()
 
     def __repr__(self) -> str:
         return f"<lambdamap.Executor backend={self.backend} storage={self.storage.location()}>"
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:
-        if self._shutdown:
+        if self._resources.foreign:
+            raise ExecutorShutdownError(
+                f"this executor was created in process {self._resources.pid}; this is a forked child "
+                f"({os.getpid()}), which must not use the parent's workers: create a new executor in the child")
+        if self._shutdown or self._resources.released:
             raise ExecutorShutdownError("this executor has been shut down; create a new one")
 
     def _put_blob(self, data: bytes) -> str:
@@ -286,13 +327,20 @@ class Executor:
     def _store_and_invoke(self, func_data: bytes, chunks: list[Sequence[Call]], payloads: list[bytes], size: int,
                           timeout: float | None, retries: int, keep: bool) -> list[Future]:
         job_id = keys.new_job_id()
-        job = JobState(job_id=job_id, prefix=self.prefix, keep=keep)
         func_key = self._put_blob(func_data)
+        job = JobState(job_id=job_id, prefix=self.prefix, keep=keep, func_key=func_key, func_data=func_data,
+                       blob_missing=self._blobs.discard)  # not a method of self: jobs must not keep us alive
         submitted = time.time()
         invocations = []
+        stored: list[str] = []
         for n, (chunk, payload) in enumerate(zip(chunks, payloads, strict=True)):
             args_key = keys.args_key(self.prefix, job_id, n)
-            self.storage.put(args_key, payload)
+            try:
+                self.storage.put(args_key, payload)
+            except BaseException:
+                self._remove_quietly(stored)  # a map that fails half-way leaves nothing behind
+                raise
+            stored.append(args_key)
             job.bytes_uploaded += len(payload)
             job.storage_requests += 1
             spec = TaskSpec(
@@ -303,11 +351,18 @@ class Executor:
             )
             futures: list[Future[Any]] = [Future(job_id, n * size + i, submitted, n) for i in range(len(chunk))]
             invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))
+        futures_out = [fut for inv in invocations for fut in inv.futures]  # before a fast job's end clears them
         self._collector.register(job, invocations)
         self.invoker.invoke([inv.spec for inv in invocations])
-        return [fut for inv in invocations for fut in inv.futures]
+        return futures_out
 
-    def get_all_results(self, futures: Sequence[Future], timeout: float | None = None) -> list[Any]:
+    def _remove_quietly(self, stored: list[str]) -> None:
+        try:
+            self.storage.delete(stored)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+
+    def get_all_results(self, futures: Sequence[Future[T]], timeout: float | None = None) -> list[T]:
         """:func:`lambdamap.get_all_results` with this executor's progress setting."""
         return get_all_results(futures, timeout=timeout, progress=self.progress)
 

@@ -73,6 +73,21 @@ class Future(cf.Future[T], Generic[T]):
         self._function_times: tuple[float | None, float | None] = (None, None)
         self._received: float | None = None
         self._stats: CallStats | None = None
+        self._job: Any = None  # the collector's JobState: kept alive (for summaries) only while futures are held
+
+    def result(self, timeout: float | None = None) -> T:
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            interrupted([self])
+            raise
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(timeout)
+        except KeyboardInterrupt:
+            interrupted([self])
+            raise
 
     @property
     def stats(self) -> CallStats:
@@ -98,11 +113,33 @@ class Future(cf.Future[T], Generic[T]):
         return f"<lambdamap.Future job={self.job_id} call={self.call_id} state={self._state}>"
 
 
+def interrupted(futures: Iterable[cf.Future[Any]]) -> int:
+    """Ctrl-C (or a Jupyter interrupt) arrived while waiting on ``futures``: cancel their jobs' unfinished calls,
+    stop the ones running, say so in one line per job, and return how many calls were cancelled. The caller
+    re-raises the KeyboardInterrupt."""
+    jobs = {id(job): job for f in futures if (job := getattr(f, "_job", None)) is not None}
+    total = 0
+    for job in jobs.values():
+        cancel = getattr(job, "cancel", None)
+        count = cancel() if cancel is not None else 0
+        total += count
+        if count:
+            print(f"lambdamap: cancelled {count} calls of job {job.job_id}", file=sys.stderr, flush=True)
+    return total
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where tqdm.auto draws a widget and stderr is no terminal)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and get() is not None and "IPKernelApp" in getattr(get(), "config", {})
+
+
 def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
-    """A tqdm bar on a terminal (after one second), or None."""
+    """A tqdm bar on a terminal or in a notebook (after one second), or None."""
     if progress is False or total == 0:
         return None
-    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) and not _in_notebook():
         return None
     from tqdm.auto import tqdm
 
@@ -121,6 +158,15 @@ def wait(
     ``progress`` shows a tqdm bar (default: only when stderr is a terminal and the wait lasts over a second).
     """
     futures = list(futures)
+    try:
+        return _wait(futures, return_when, timeout, progress)
+    except KeyboardInterrupt:
+        interrupted(futures)
+        raise
+
+
+def _wait(futures: list[cf.Future[T]], return_when: str, timeout: float | None,
+          progress: bool | None) -> tuple[set[cf.Future[T]], set[cf.Future[T]]]:
     if return_when == ALWAYS:
         done = {f for f in futures if f.done()}
         return done, set(futures) - done

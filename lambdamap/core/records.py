@@ -28,7 +28,7 @@ def decode(record: ResultRecord, call_ids: Sequence[int], job_id: str) -> list[O
     try:
         values = loads(record.values) if record.values is not None else []
         values_error = None
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 - a __reduce__ raising SystemExit fails the calls, not the client
         values, values_error = [], exc
     times, ran = record.times, record.calls_run
     outcomes: list[Outcome] = []
@@ -68,7 +68,7 @@ def rebuild_error(data: bytes | None, tb: RemoteTrace | str | None, type_name: s
     exc: Any
     try:
         exc = loads(data) if data is not None else TaskError(f"{type_name}: {message}", type_name or "Exception")
-    except Exception as load_exc:  # the exception's class is unknown on the client
+    except BaseException as load_exc:  # noqa: BLE001 - the class is unknown here, or its __reduce__ raised
         exc = TaskError(f"{type_name}: {message} (could not rebuild the remote exception: {load_exc})",
                         type_name or "Exception")
     if not isinstance(exc, BaseException):

@@ -21,7 +21,11 @@ class LocalStorage(Storage):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the storage folder {self.root}: {exc.strerror or exc}. Choose a "
+                               "writable folder (storage_dir=...)") from exc
 
     @classmethod
     def from_location(cls, location: dict[str, str]) -> LocalStorage:
@@ -37,17 +41,23 @@ class LocalStorage(Storage):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        except OSError as exc:
+            raise StorageError(f"cannot write {key!r} under {self.root}: {exc.strerror or exc}") from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+            if isinstance(exc, OSError):  # disk full (Errno 28), read-only (30), ...
+                raise StorageError(f"cannot write {key!r} ({len(data)} bytes) under {self.root}: "
+                                   f"{exc.strerror or exc}") from exc
             raise
 
     def get(self, key: str) -> bytes:
