@@ -85,11 +85,12 @@ class Planner:
 
 
 def assemble(tasks: Sequence[NuisanceTask], results: Sequence[np.ndarray], fold_ids: np.ndarray) -> Predictions:
-    """Put each task's test-fold predictions into its rows of a (n_obs, n_rep) array per (name, treatment)."""
+    """Put each task's test-fold predictions into its rows of a (n_obs, n_rep) array per (name, treatment), in the
+    tasks' dtype (see :func:`dml.tasks.prediction_dtype`)."""
     n_rep, n_obs = fold_ids.shape
     preds: Predictions = {}
     for task, values in zip(tasks, results, strict=True):
-        arr = preds.setdefault((task.name, task.treatment), np.full((n_obs, n_rep), np.nan))
+        arr = preds.setdefault((task.name, task.treatment), np.full((n_obs, n_rep), np.nan, dtype=values.dtype))
         test = fold_ids[task.rep] == task.fold
         if values.shape != (int(test.sum()),):
             raise ValueError(f"{task.describe()} returned predictions of shape {values.shape}, expected "

@@ -28,15 +28,16 @@ def theta_init(preds: Predictions, data: FitData) -> np.ndarray:
     assert data.z is not None
     z = data.z[:, 0]
     n_d, n_rep = data.d.shape[1], preds[("ml_m", 0)].shape[1]
-    theta = np.empty((n_d, n_rep))
+    rows = []
     for j in range(n_d):
-        d = data.d[:, j]
+        d, row = data.d[:, j], []
         for r in range(n_rep):
             l_hat, m_hat, r_hat = (preds[(name, j)][:, r] for name in ("ml_l", "ml_m", "ml_r"))
             psi_a = -np.multiply(d - r_hat, z - m_hat)
             psi_b = np.multiply(z - m_hat, data.y - l_hat)
-            theta[j, r] = -np.nanmean(psi_b) / np.nanmean(psi_a)
-    return theta
+            row.append(-np.nanmean(psi_b) / np.nanmean(psi_a))
+        rows.append(row)
+    return np.array(rows)  # float32 when the predictions are (float32 data), as DoubleML's theta_initial is
 
 
 def _regressor(learner: Any, name: str, what: str) -> None:

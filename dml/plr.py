@@ -26,15 +26,16 @@ def theta_init(preds: Predictions, data: FitData) -> np.ndarray:
     IV-type (``doubleml/plm/plr.py``, ``_nuisance_est``: theta = -nanmean(psi_b) / nanmean(psi_a))."""
     n_d = data.d.shape[1]
     n_rep = preds[("ml_m", 0)].shape[1]
-    theta = np.empty((n_d, n_rep))
+    rows = []
     for j in range(n_d):
-        d = data.d[:, j]
+        d, row = data.d[:, j], []
         for r in range(n_rep):
             m_hat, l_hat = preds[("ml_m", j)][:, r], preds[("ml_l", j)][:, r]
             psi_a = -np.multiply(d - m_hat, d - m_hat)
             psi_b = np.multiply(d - m_hat, data.y - l_hat)
-            theta[j, r] = -np.nanmean(psi_b) / np.nanmean(psi_a)
-    return theta
+            row.append(-np.nanmean(psi_b) / np.nanmean(psi_a))
+        rows.append(row)
+    return np.array(rows)  # float32 when the predictions are (float32 data), as DoubleML's theta_initial is
 
 
 def fit_plr(data: Any, y: str, d: str | Sequence[str], x: str | Sequence[str] | None = None, *, ml_l: Any, ml_m: Any,

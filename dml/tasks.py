@@ -143,15 +143,23 @@ def fit_predict(task: NuisanceTask, data: FitData, fold_ids: np.ndarray, learner
         estimator.set_params(**{key: task.random_state for key in _unset_random_states(estimator)})
     x = data.features(task.treatment)
     estimator.fit(x[train], target[train])
-    if task.proba:
-        preds = np.asarray(estimator.predict_proba(x[test])[:, 1], dtype=np.float64)
-    else:
-        preds = np.asarray(estimator.predict(x[test]), dtype=np.float64)
+    raw = estimator.predict_proba(x[test])[:, 1] if task.proba else estimator.predict(x[test])
+    preds = np.asarray(raw, dtype=prediction_dtype(np.asarray(raw).dtype, task.train_where is None))
     if not np.all(np.isfinite(preds)):  # DoubleML's own check; a NaN would otherwise end up in coef silently
         raise ValueError(f"Predictions from learner {learner!r} for {task.name} are not finite "
                          f"({int(np.sum(~np.isfinite(preds)))} of {preds.size}) in repetition {task.rep}, fold "
                          f"{task.fold} (treatment {task.treatment})")
     return preds
+
+
+def prediction_dtype(learner_dtype: np.dtype[Any], all_training_rows: bool) -> type[np.floating[Any]]:
+    """The dtype DoubleML's own fit holds a learner's predictions in, which its scores are then computed in.
+
+    DoubleML (``_dml_cv_predict``) uses sklearn's ``cross_val_predict`` when the training rows of the folds are all
+    other rows: the predictions keep the learner's dtype (float32 for a float32 frame). For fits on a subgroup
+    (IRM's d == 0 / 1, IIVM's z == 0 / 1) it fills a float64 array. Keeping the same dtype keeps results equal.
+    """
+    return np.float32 if all_training_rows and learner_dtype == np.float32 else np.float64
 
 
 def _instruments(data: FitData, task: NuisanceTask) -> np.ndarray:
