@@ -27,8 +27,9 @@ def fit_irm(data: Any, y: str, d: str | Sequence[str], x: str | Sequence[str] | 
     ``ml_g`` learns E[y|x, d] (fitted separately on the training rows with d == 0 and d == 1; a classifier's
     ``predict_proba`` for a binary y); ``ml_m`` is a classifier with ``predict_proba`` for P[d=1|x], whose
     predictions DoubleML clips to [clipping_threshold, 1 - clipping_threshold]. ``normalize_ipw`` normalizes the
-    inverse probability weights. ``weights`` (score "ATE" only): DoubleML's weights for a weighted ATE, an array
-    (n_obs,) or a dict with ``weights`` and ``weights_bar`` (n_obs, n_rep). Default splits are stratified on d.
+    inverse probability weights. ``weights``: DoubleML's weights, an array (n_obs,) or, for "ATE", a dict with
+    ``weights`` and ``weights_bar`` (n_obs, n_rep) (for "ATTE" binary, a subgroup). Default splits are stratified
+    on d.
     Other arguments as in :func:`dml.fit_plr`.
     """
     validate.check_executor(executor)
