@@ -135,6 +135,7 @@ def gather(tasks: Sequence[Described], futures: Sequence[lambdamap.Future]) -> l
             for other in not_done:
                 other.cancel()
             exc = fut.exception()
+            assert exc is not None
             exc.add_note(f"dml: raised while fitting {task.describe()}")
             raise exc
     return [fut.result() for fut in futures]
