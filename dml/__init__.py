@@ -1,5 +1,7 @@
 """dml: double machine learning where every nuisance fit is one lambdamap task.
 
+Natively: PLR, IRM, PLIV and IIVM (:func:`fit_plr`, :func:`fit_irm`, :func:`fit_pliv`, :func:`fit_iivm`); any other
+DoubleML model with external-prediction support through :func:`fit_model`.
 Cross-fitting runs as a map over (learner, treatment, repetition, fold) on any lambdamap backend (local processes,
 AWS Lambda, Dask); the scores, standard errors, aggregation over repetitions and the bootstrap are DoubleML's own,
 fed through its ``fit(external_predictions=...)``. With DoubleML's splits and learners with a fixed
@@ -31,14 +33,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dml.anymodel import fit_model
     from dml.execution import FitStats
-    from dml.models import fit_irm, fit_plr
+    from dml.iivm import fit_iivm
+    from dml.irm import fit_irm
+    from dml.pliv import fit_pliv
+    from dml.plr import fit_plr
     from dml.result import DMLResult
 
-__all__ = ["DMLResult", "FitStats", "fit_irm", "fit_plr"]
+__all__ = ["DMLResult", "FitStats", "fit_iivm", "fit_irm", "fit_model", "fit_pliv", "fit_plr"]
 
 # Imported on first use: workers import dml.tasks to run a task and should not pay for importing doubleml.
-_LAZY = {"DMLResult": "dml.result", "FitStats": "dml.execution", "fit_irm": "dml.models", "fit_plr": "dml.models"}
+_LAZY = {"DMLResult": "dml.result", "FitStats": "dml.execution", "fit_iivm": "dml.iivm", "fit_irm": "dml.irm",
+         "fit_model": "dml.anymodel", "fit_pliv": "dml.pliv", "fit_plr": "dml.plr"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """Running nuisance tasks on a lambdamap executor: the shared default executor, batching, waiting, and the stats.
 
-``executor=None`` in :func:`dml.fit_plr` / :func:`dml.fit_irm` means :func:`shared_executor`: one
+``executor=None`` in every dml fit means :func:`shared_executor`: one
 ``lambdamap.default_executor()`` created on first use, cached for the process (so repeated fits reuse warm workers
 and the data they already loaded) and shut down at interpreter exit.
 """
@@ -14,10 +14,9 @@ import heapq
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any, Protocol
 
 import lambdamap
 from dml.tasks import NuisanceTask, TaskInputs, run
@@ -29,10 +28,8 @@ INVOCATIONS_PER_WORKER = 4
 BALANCE_SLACK = 1.05
 #: Lost or timed-out invocations are re-run this often; tasks are pure, so re-running one is always safe.
 RETRIES = 2
-
-# AWS Lambda list prices (us-east-1, x86): per GB-second of billed duration and per request.
-LAMBDA_USD_PER_GB_SECOND = 0.0000166667
-LAMBDA_USD_PER_REQUEST = 0.20 / 1_000_000
+#: How long to wait for the collector to file a job's last result record after its futures completed.
+RECORDS_GRACE_SECONDS = 2.0
 
 _shared: lambdamap.Executor | None = None
 _shared_lock = threading.Lock()
@@ -105,7 +102,11 @@ def batches(n_tasks: int, parallelism: int) -> list[tuple[int, int]]:
 def submit_stage(executor: lambdamap.Executor, tasks: Sequence[NuisanceTask],
                  inputs: TaskInputs) -> list[lambdamap.Future]:
     """Start the maps of one stage (see :func:`batches`); the function carries only the refs in ``inputs``."""
-    fn = functools.partial(run, inputs=inputs)
+    return submit(executor, functools.partial(run, inputs=inputs), tasks)
+
+
+def submit(executor: lambdamap.Executor, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list[lambdamap.Future]:
+    """Start ``fn`` over ``tasks`` as the maps :func:`batches` plans, with :data:`RETRIES`."""
     futures: list[lambdamap.Future] = []
     start = 0
     for count, size in batches(len(tasks), executor.workers):
@@ -114,7 +115,11 @@ def submit_stage(executor: lambdamap.Executor, tasks: Sequence[NuisanceTask],
     return futures
 
 
-def gather(tasks: Sequence[NuisanceTask], futures: Sequence[lambdamap.Future]) -> list[np.ndarray]:
+class Described(Protocol):
+    def describe(self) -> str: ...
+
+
+def gather(tasks: Sequence[Described], futures: Sequence[lambdamap.Future]) -> list[Any]:
     """Wait for every task; on the first failure cancel the rest and raise it, naming the task.
 
     The wait ends: the executor completes every started invocation with a result, a lost-worker error or a timeout.
@@ -130,6 +135,7 @@ def gather(tasks: Sequence[NuisanceTask], futures: Sequence[lambdamap.Future]) -
             for other in not_done:
                 other.cancel()
             exc = fut.exception()
+            assert exc is not None
             exc.add_note(f"dml: raised while fitting {task.describe()}")
             raise exc
     return [fut.result() for fut in futures]
@@ -142,7 +148,9 @@ class FitStats:
     ``tasks``: nuisance fits; ``invocations``: worker invocations they were batched into; ``stages``: maps run one
     after the other (2 for IV-type); ``workers``: distinct worker processes used; ``wall_seconds``: the whole fit on
     the client; ``task_seconds``: the summed time of the fits on the workers; ``cost_usd``: the estimated AWS Lambda
-    cost (None on other backends).
+    cost, exactly what ``executor.job_summary(futures).cost_usd`` reports (lambdamap's cost model: billed
+    milliseconds, the function's memory and architecture; None on other backends); ``job_ids``: the lambdamap jobs
+    of the fit (for ``executor.jobs()`` / ``executor.job_summary``).
     """
 
     backend: str
@@ -153,32 +161,17 @@ class FitStats:
     wall_seconds: float
     task_seconds: float
     cost_usd: float | None = None
-
-
-def lambda_cost_usd(invocations: Sequence[tuple[float, float]]) -> float:
-    """AWS Lambda's cost of invocations given as (seconds, memory MB) pairs (list prices, no free tier)."""
-    gb_seconds = sum(seconds * memory_mb / 1024 for seconds, memory_mb in invocations)
-    return gb_seconds * LAMBDA_USD_PER_GB_SECOND + len(invocations) * LAMBDA_USD_PER_REQUEST
+    job_ids: tuple[str, ...] = ()
 
 
 def _cost(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future]) -> float | None:
-    """The estimated Lambda cost of the fit's jobs, from their result records (the Lambda handler records each
-    invocation's memory limit); None on other backends or when a record lacks what the estimate needs."""
-    if executor.backend != "lambda":
-        return None
+    """lambdamap's own cost estimate of the fit's futures (None where it has none, e.g. the local backend)."""
     job_ids = {f.job_id for f in futures}
     jobs = [job for job in executor.jobs() if job.job_id in job_ids]
-    deadline = time.monotonic() + 2.0  # the collector files a job's last record just after its futures complete
-    while any(job.finished is None for job in jobs) and time.monotonic() < deadline:
+    deadline = time.monotonic() + RECORDS_GRACE_SECONDS  # the collector files a job's last record just after
+    while any(job.finished is None for job in jobs) and time.monotonic() < deadline:  # its futures complete
         time.sleep(0.01)
-    invocations = []
-    for job in jobs:
-        for record in job.records:
-            memory_mb = (record.get("extra") or {}).get("memory_limit_mb")
-            if record.get("worker_end") is None or memory_mb is None:
-                return None
-            invocations.append((record["worker_end"] - record["worker_start"], float(memory_mb)))
-    return lambda_cost_usd(invocations)
+    return executor.job_summary(futures).cost_usd
 
 
 def fit_stats(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future], stages: int,
@@ -193,4 +186,5 @@ def fit_stats(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future],
         wall_seconds=wall_seconds,
         task_seconds=float(sum(s.function_seconds or 0.0 for s in stats)),
         cost_usd=_cost(executor, futures),
+        job_ids=tuple(dict.fromkeys(f.job_id for f in futures)),
     )

@@ -25,7 +25,7 @@ def _fold_dtype(n_folds: int) -> type[np.integer[Any]]:
     return np.int16 if n_folds < 2**15 else np.int32
 
 
-def check_counts(n_obs: int, n_folds: int, strata: np.ndarray | None = None) -> None:
+def check_counts(n_obs: int, n_folds: int, strata: np.ndarray | None = None, strata_label: str = "treatment d") -> None:
     """Fail early when there are fewer observations (per stratum) than folds."""
     if n_folds > n_obs:
         raise ValueError(f"n_folds={n_folds} is more than the {n_obs} observations: use at most {n_obs} folds")
@@ -33,20 +33,21 @@ def check_counts(n_obs: int, n_folds: int, strata: np.ndarray | None = None) -> 
         values, counts = np.unique(strata, return_counts=True)
         if counts.min() < n_folds:
             value = values[counts.argmin()]
-            raise ValueError(f"n_folds={n_folds} is more than the {counts.min()} observations with treatment "
-                             f"d == {value:g}: the splits are stratified on d, use at most {counts.min()} folds")
+            raise ValueError(f"n_folds={n_folds} is more than the {counts.min()} observations with {strata_label} "
+                             f"== {value:g}: the splits are stratified on it, use at most {counts.min()} folds")
 
 
-def draw(n_obs: int, n_folds: int, n_rep: int, seed: int | None, strata: np.ndarray | None = None) -> np.ndarray:
-    """DoubleML's default splits as fold ids of shape ``(n_rep, n_obs)``."""
-    check_counts(n_obs, n_folds, strata)
+def draw(n_obs: int, n_folds: int, n_rep: int, seed: int | None, strata: np.ndarray | None = None,
+         strata_label: str = "treatment d") -> np.ndarray:
+    """DoubleML's default splits as fold ids of shape ``(n_rep, n_obs)``; ``strata``: stratify on these values."""
+    check_counts(n_obs, n_folds, strata, strata_label)
     # One random stream, as DoubleML's draws share numpy's global state (None keeps using that global state).
     rng = None if seed is None else np.random.RandomState(seed)
     splitter: RepeatedKFold | RepeatedStratifiedKFold = RepeatedKFold(
         n_splits=n_folds, n_repeats=n_rep, random_state=rng)
     if strata is not None:
-        # DoubleMLIRM draws unstratified splits in its base class first and then the stratified ones it uses: draw
-        # and drop the first set too, so that seed=s gives DoubleMLIRM's splits after np.random.seed(s).
+        # DoubleMLIRM / DoubleMLIIVM draw unstratified splits in their base class first and then the stratified ones
+        # they use: draw and drop the first set too, so that seed=s gives their splits after np.random.seed(s).
         for _ in splitter.split(np.zeros(n_obs)):
             pass
         splitter = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_rep, random_state=rng)
@@ -112,11 +113,15 @@ def to_smpls(fold_ids: np.ndarray) -> Smpls:
     return [[(np.flatnonzero(rep != k), np.flatnonzero(rep == k)) for k in range(n_folds)] for rep in fold_ids]
 
 
-def check_both_classes(fold_ids: np.ndarray, labels: np.ndarray, column: str) -> None:
-    """Every training set must hold both classes of a binary ``labels`` (else a classifier cannot be fitted)."""
+def check_both_classes(fold_ids: np.ndarray, labels: np.ndarray, column: str, within: np.ndarray | None = None,
+                       hint: str = "use stratified splits") -> None:
+    """Every training set (restricted to the rows where ``within`` is True, if given) must hold both classes of a
+    binary ``labels``, else a classifier cannot be fitted there."""
     for r, rep in enumerate(fold_ids):
         for k in range(int(rep.max()) + 1):
-            train = labels[rep != k]
+            rows = rep != k if within is None else (rep != k) & within
+            train = labels[rows]
             if not (np.any(train == 0) and np.any(train == 1)):
-                raise ValueError(f"the training rows of fold {k} in repetition {r} have only one value of "
-                                 f"{column!r}: every training set needs both 0 and 1 (use stratified splits)")
+                where = "" if within is None else " (of the subgroup it is fitted on)"
+                raise ValueError(f"the training rows{where} of fold {k} in repetition {r} have only one value of "
+                                 f"{column!r}: every training set needs both 0 and 1 ({hint})")

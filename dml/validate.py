@@ -1,4 +1,4 @@
-"""Input checks for :func:`dml.fit_plr` and :func:`dml.fit_irm`.
+"""Input checks for :func:`dml.fit_plr`, :func:`dml.fit_irm`, :func:`dml.fit_pliv` and :func:`dml.fit_iivm`.
 
 Everything here runs on the client before any data is stored or any task is sent, and every error names the problem
 and the fix. ``ValueError`` for bad values, ``TypeError`` for bad types.
@@ -20,16 +20,22 @@ from dml.tasks import FitData
 
 PLR_SCORES = ("partialling out", "IV-type")
 IRM_SCORES = ("ATE", "ATTE")
+PLIV_SCORES = ("partialling out", "IV-type")
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The checked input: column roles, a float64 frame for DoubleML and the arrays the tasks use."""
+    """The checked input: column roles, the frame for DoubleML and the arrays the tasks use.
+
+    Dtypes are kept as DoubleML keeps them (its data object takes ``frame[cols].to_numpy()`` per role): a float32
+    frame is fitted in float32 by both, so results stay identical.
+    """
 
     y: str
     d: list[str]
     x: list[str]
-    frame: pd.DataFrame  # columns y, d..., x... as float64, RangeIndex
+    z: list[str]
+    frame: pd.DataFrame  # columns y, d..., x..., z... in their own dtypes, RangeIndex
     data: FitData
 
 
@@ -43,8 +49,11 @@ def _names(value: Any, what: str) -> list[str]:
     raise TypeError(f"{what} must be a column name or a non-empty list of column names (str), got {value!r}")
 
 
-def prepare(data: Any, y: Any, d: Any, x: Any) -> Prepared:
-    """Check the frame and the column roles; return float64 arrays. ``x=None`` means every other column."""
+def prepare(data: Any, y: Any, d: Any, x: Any, z: Any = None, *, instruments: bool = False) -> Prepared:
+    """Check the frame and the column roles; return the arrays. ``x=None`` means every other column.
+
+    ``instruments=True``: ``z`` (one column name or a list) is required (PLIV, IIVM).
+    """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(
             f"data must be a pandas DataFrame, got {type(data).__name__}; for arrays build one first, e.g. "
@@ -53,15 +62,21 @@ def prepare(data: Any, y: Any, d: Any, x: Any) -> Prepared:
     if not isinstance(y, str):
         raise TypeError(f"y must be one column name (str), got {y!r}")
     d_cols = _names(d, "d")
+    z_cols: list[str] = []
+    if instruments:
+        if z is None or (isinstance(z, Sequence) and not isinstance(z, str) and len(z) == 0):
+            raise ValueError("an instrumental variable model needs at least one instrument column: pass z='name' or "
+                             "z=[...]")
+        z_cols = _names(z, "z")
     if x is None:
-        x_cols = [c for c in data.columns if c != y and c not in d_cols]
+        x_cols = [c for c in data.columns if c != y and c not in d_cols and c not in z_cols]
         bad = [c for c in x_cols if not isinstance(c, str)]
         if bad:
             raise TypeError(f"column labels must be strings, got {bad!r}: rename them, e.g. data.columns = "
                             "[str(c) for c in data.columns]")
     else:
         x_cols = _names(x, "x")
-    used = [y, *d_cols, *x_cols]
+    used = [y, *d_cols, *x_cols, *z_cols]
     missing = [c for c in used if c not in data.columns]
     if missing:
         raise ValueError(f"columns {missing} are not in data (its columns: {list(data.columns)[:20]}"
@@ -71,6 +86,10 @@ def prepare(data: Any, y: Any, d: Any, x: Any) -> Prepared:
     overlap = [c for c in x_cols if c == y or c in d_cols]
     if overlap:
         raise ValueError(f"columns {overlap} are given as covariates x and as y or d: each column has one role")
+    z_overlap = [c for c in z_cols if c == y or c in d_cols or c in x_cols]
+    if z_overlap:
+        raise ValueError(f"columns {z_overlap} are given as instruments z and as y, d or covariates x: each column "
+                         "has one role (an instrument must not be a covariate)")
     if not x_cols:
         raise ValueError("there are no covariates: data has no columns besides y and d (pass x=[...] or add columns)")
     duplicated = sorted({c for c in data.columns[data.columns.duplicated()] if c in used})
@@ -92,11 +111,15 @@ def prepare(data: Any, y: Any, d: Any, x: Any) -> Prepared:
                          "first (e.g. data.dropna())")
     if values.shape[0] < 2:
         raise ValueError(f"data has {values.shape[0]} rows; cross-fitting needs at least 2")
-    n_d = len(d_cols)
-    clean = pd.DataFrame(values, columns=used)
-    arrays = FitData(x=np.ascontiguousarray(values[:, 1 + n_d:]), y=values[:, 0].copy(),
-                     d=np.ascontiguousarray(values[:, 1:1 + n_d]))
-    return Prepared(y=y, d=d_cols, x=x_cols, frame=clean, data=arrays)
+    clean = frame.reset_index(drop=True)
+    arrays = FitData(x=_block(clean, x_cols), y=clean[y].to_numpy().copy(), d=_block(clean, d_cols),
+                     z=_block(clean, z_cols) if z_cols else None)
+    return Prepared(y=y, d=d_cols, x=x_cols, z=z_cols, frame=clean, data=arrays)
+
+
+def _block(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """The columns as one C-contiguous array in their common dtype (what ``DataFrame.to_numpy`` and DoubleML give)."""
+    return np.ascontiguousarray(frame[cols].to_numpy())
 
 
 def is_binary(values: np.ndarray) -> bool:
@@ -163,13 +186,13 @@ def check_seed(seed: Any) -> int | None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be None or an integer, got {seed!r}")
-    if not 0 <= seed < 2**32:
+    if not 0 <= int(seed) < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     return int(seed)
 
 
 def check_clipping(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold < 0.5:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < float(threshold) < 0.5:
         raise ValueError(f"clipping_threshold must be a number in (0, 0.5), got {threshold!r}")
     return float(threshold)
 

@@ -53,3 +53,21 @@ def test_irm_on_lambda_equals_local(lambda_dml, local_backend):
                         ml_m=RandomForestClassifier(n_estimators=20, max_depth=5), n_folds=3, n_rep=1, seed=5,
                         executor=ex) for ex in (local_backend.executor, lambda_dml)]
     _assert_identical(*fits)
+
+
+@pytest.mark.timeout(400)
+def test_iivm_on_lambda_equals_doubleml_and_costs_what_job_summary_says(lambda_dml):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dml"))
+    try:
+        from dml_cases import CASES, check_case
+    finally:
+        sys.path.pop(0)
+    case = next(c for c in CASES if c.id == "iivm-no-always-takers-rep2")
+    res = check_case(lambda_dml, case)
+    futures = [f for job in lambda_dml.jobs() if job.job_id in res.stats.job_ids
+               for inv in job.invocations.values() for f in inv.futures]
+    assert len(futures) == res.stats.tasks
+    assert res.stats.cost_usd == lambda_dml.job_summary(futures).cost_usd > 0

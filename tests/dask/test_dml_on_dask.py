@@ -53,3 +53,30 @@ def test_irm_on_dask_equals_local(dask_backend, local_backend):
                         ml_m=RandomForestClassifier(n_estimators=20, max_depth=5), n_folds=3, n_rep=1, seed=5,
                         executor=backend.executor) for backend in (local_backend, dask_backend)]
     _assert_identical(*fits)
+
+
+@pytest.mark.timeout(300)
+def test_pliv_on_dask_equals_local_and_doubleml(dask_backend, local_backend):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dml"))
+    try:
+        from dml_cases import CASES, check_case
+    finally:
+        sys.path.pop(0)
+    case = next(c for c in CASES if c.id == "pliv-iv-lasso-one-z-rep3")
+    _assert_identical(check_case(dask_backend.executor, case), check_case(local_backend.executor, case))
+
+
+@pytest.mark.timeout(300)
+def test_fit_model_on_dask_equals_doubleml(dask_backend):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dml"))
+    try:
+        from fit_model_cases import apos, check_fit_model
+    finally:
+        sys.path.pop(0)
+    assert check_fit_model(dask_backend.executor, apos).stats.backend == "dask"

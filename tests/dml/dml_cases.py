@@ -22,8 +22,8 @@ from typing import Any
 import doubleml
 import numpy as np
 import pandas as pd
-from doubleml.irm.datasets import make_irm_data
-from doubleml.plm.datasets import make_plr_CCDDHNR2018
+from doubleml.irm.datasets import make_iivm_data, make_irm_data
+from doubleml.plm.datasets import make_pliv_CHS2015, make_plr_CCDDHNR2018
 from doubleml.utils import PSProcessorConfig
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression
@@ -41,6 +41,18 @@ def plr_data(n_obs: int, dim_x: int, seed: int) -> pd.DataFrame:
 def irm_data(n_obs: int, dim_x: int, seed: int) -> pd.DataFrame:
     np.random.seed(seed)
     return make_irm_data(n_obs=n_obs, dim_x=dim_x, theta=0.5, return_type="DataFrame")
+
+
+def pliv_data(n_obs: int, dim_x: int, dim_z: int, seed: int) -> pd.DataFrame:
+    """Columns X1.., y, d, Z1.. (one or several instruments)."""
+    np.random.seed(seed)
+    return make_pliv_CHS2015(n_obs=n_obs, alpha=0.5, dim_x=dim_x, dim_z=dim_z, return_type="DataFrame")
+
+
+def iivm_data(n_obs: int, dim_x: int, seed: int) -> pd.DataFrame:
+    """Columns X1.., y, d (binary), z (binary)."""
+    np.random.seed(seed)
+    return make_iivm_data(n_obs=n_obs, dim_x=dim_x, theta=0.5, alpha_x=1.0, return_type="DataFrame")
 
 
 def multi_treatment_data(n_obs: int, dim_x: int, seed: int) -> pd.DataFrame:
@@ -79,18 +91,31 @@ def rf_clf(seed: int = 0) -> RandomForestClassifier:
 
 @dataclass
 class Case:
-    """One conformance case: ``model`` is "plr" or "irm"; ``kwargs`` go to both DoubleML and dml."""
+    """One conformance case: ``model`` is "plr", "irm", "pliv" or "iivm"; ``kwargs`` go to both DoubleML and dml."""
 
     id: str
     model: str
     data: Callable[[], pd.DataFrame]
     d: Any
     learners: Callable[[], dict[str, Any]]
-    score: str
+    score: str | None
     n_folds: int = 5
     n_rep: int = 1
     split_seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)  # IRM: normalize_ipw, clipping_threshold
+    options: dict[str, Any] = field(default_factory=dict)  # IRM/IIVM: normalize_ipw, clipping_threshold, subgroups
+    z: Any = None  # PLIV / IIVM instruments
+
+    def tasks_per_split(self) -> int:
+        """Nuisance fits per (treatment, repetition, fold)."""
+        if self.model == "plr":
+            return 3 if self.score == "IV-type" else 2
+        if self.model == "irm":
+            return 3
+        if self.model == "pliv":
+            n_z = 1 if isinstance(self.z, str) else len(self.z)
+            return 2 + n_z + (self.score == "IV-type")
+        groups = self.options.get("subgroups") or {"always_takers": True, "never_takers": True}
+        return 3 + groups["always_takers"] + groups["never_takers"]
 
 
 CASES = [
@@ -123,21 +148,63 @@ CASES = [
          options={"normalize_ipw": True, "clipping_threshold": 0.05}),
     Case("irm-ate-binary-outcome-classifier-g", "irm", lambda: binary_outcome_data(400, 4, 13), "d",
          lambda: {"ml_g": LogisticRegression(), "ml_m": LogisticRegression()}, "ATE", n_rep=2),
+    Case("pliv-po-linear-one-z", "pliv", lambda: pliv_data(200, 5, 1, 14), "d",
+         lambda: {"ml_l": LinearRegression(), "ml_m": LinearRegression(), "ml_r": LinearRegression()},
+         "partialling out", z="Z1"),
+    Case("pliv-po-forest-one-z-rep3", "pliv", lambda: pliv_data(240, 6, 1, 15), "d",
+         lambda: {"ml_l": rf_reg(1), "ml_m": rf_reg(2), "ml_r": rf_reg(3)}, "partialling out", n_folds=4, n_rep=3,
+         z="Z1"),
+    Case("pliv-iv-lasso-one-z-rep3", "pliv", lambda: pliv_data(250, 8, 1, 16), "d",
+         lambda: {"ml_l": Lasso(alpha=0.05), "ml_m": Lasso(alpha=0.05), "ml_r": Lasso(alpha=0.05),
+                  "ml_g": Lasso(alpha=0.1)}, "IV-type", n_rep=3, z="Z1"),
+    Case("pliv-iv-forest-one-z", "pliv", lambda: pliv_data(200, 5, 1, 17), "d",
+         lambda: {"ml_l": rf_reg(4), "ml_m": rf_reg(5), "ml_r": rf_reg(6), "ml_g": rf_reg(7)}, "IV-type", n_folds=3,
+         z="Z1"),
+    Case("pliv-po-two-z", "pliv", lambda: pliv_data(220, 5, 2, 18), "d",
+         lambda: {"ml_l": LinearRegression(), "ml_m": rf_reg(8), "ml_r": Lasso(alpha=0.05)}, "partialling out",
+         z=["Z1", "Z2"]),
+    Case("pliv-po-two-z-rep3", "pliv", lambda: pliv_data(200, 4, 2, 19), "d",
+         lambda: {"ml_l": rf_reg(9), "ml_m": LinearRegression(), "ml_r": rf_reg(10)}, "partialling out", n_folds=3,
+         n_rep=3, z=["Z1", "Z2"]),
+    Case("iivm-forest", "iivm", lambda: iivm_data(400, 5, 20), "d",
+         lambda: {"ml_g": rf_reg(11), "ml_m": rf_clf(12), "ml_r": rf_clf(13)}, None, z="z"),
+    Case("iivm-logit-normalized-rep3", "iivm", lambda: iivm_data(400, 5, 21), "d",
+         lambda: {"ml_g": LinearRegression(), "ml_m": LogisticRegression(), "ml_r": LogisticRegression()}, None,
+         n_folds=4, n_rep=3, z="z", options={"normalize_ipw": True}),
+    Case("iivm-no-always-takers-rep2", "iivm", lambda: iivm_data(400, 5, 22), "d",
+         lambda: {"ml_g": Lasso(alpha=0.05), "ml_m": LogisticRegression(), "ml_r": rf_clf(14)}, None, n_rep=2,
+         z="z", options={"subgroups": {"always_takers": False, "never_takers": True}}),
+    Case("iivm-no-never-takers-clip05", "iivm", lambda: iivm_data(400, 5, 23), "d",
+         lambda: {"ml_g": rf_reg(15), "ml_m": rf_clf(16), "ml_r": LogisticRegression()}, None, n_folds=3, z="z",
+         options={"subgroups": {"always_takers": True, "never_takers": False}, "clipping_threshold": 0.05}),
+    Case("iivm-no-subgroups-trimmed-normalized", "iivm", lambda: iivm_data(350, 4, 24), "d",
+         lambda: {"ml_g": LinearRegression(), "ml_m": rf_clf(17), "ml_r": LogisticRegression()}, None, n_rep=2,
+         z="z", options={"subgroups": {"always_takers": False, "never_takers": False}, "clipping_threshold": 0.1,
+                         "normalize_ipw": True}),
 ]
 
 
 def fit_reference(case: Case, df: pd.DataFrame) -> Any:
     """DoubleML's own fit, splits drawn after ``np.random.seed(case.split_seed)``."""
     learners = case.learners()
-    data = doubleml.DoubleMLData(df, "y", case.d)
+    data = doubleml.DoubleMLData(df, "y", case.d, z_cols=case.z)
     np.random.seed(case.split_seed)
+    config = PSProcessorConfig(clipping_threshold=case.options.get("clipping_threshold", 1e-2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. DoubleML's note that IV-type without ml_g clones ml_l
         if case.model == "plr":
             model = doubleml.DoubleMLPLR(data, learners["ml_l"], learners["ml_m"], learners.get("ml_g"),
                                          n_folds=case.n_folds, n_rep=case.n_rep, score=case.score)
+        elif case.model == "pliv":
+            model = doubleml.DoubleMLPLIV(data, learners["ml_l"], learners["ml_m"], learners["ml_r"],
+                                          learners.get("ml_g"), n_folds=case.n_folds, n_rep=case.n_rep,
+                                          score=case.score)
+        elif case.model == "iivm":
+            model = doubleml.DoubleMLIIVM(data, learners["ml_g"], learners["ml_m"], learners["ml_r"],
+                                          n_folds=case.n_folds, n_rep=case.n_rep,
+                                          subgroups=case.options.get("subgroups"), ps_processor_config=config,
+                                          normalize_ipw=case.options.get("normalize_ipw", False))
         else:
-            config = PSProcessorConfig(clipping_threshold=case.options.get("clipping_threshold", 1e-2))
             model = doubleml.DoubleMLIRM(data, learners["ml_g"], learners["ml_m"], n_folds=case.n_folds,
                                          n_rep=case.n_rep, score=case.score, ps_processor_config=config,
                                          normalize_ipw=case.options.get("normalize_ipw", False))
@@ -146,9 +213,12 @@ def fit_reference(case: Case, df: pd.DataFrame) -> Any:
 
 
 def fit_dml(case: Case, df: pd.DataFrame, executor: Any, **overrides: Any) -> dml.DMLResult:
+    kwargs = {**case.learners(), "n_folds": case.n_folds, "n_rep": case.n_rep, **case.options, "executor": executor,
+              **({} if case.score is None else {"score": case.score}), **overrides}
+    if case.model in ("pliv", "iivm"):
+        fit_iv = dml.fit_pliv if case.model == "pliv" else dml.fit_iivm
+        return fit_iv(df, "y", case.d, case.z, **kwargs)
     fit = dml.fit_plr if case.model == "plr" else dml.fit_irm
-    kwargs = {**case.learners(), "score": case.score, "n_folds": case.n_folds, "n_rep": case.n_rep,
-              **case.options, "executor": executor, **overrides}
     return fit(df, "y", case.d, **kwargs)
 
 
@@ -168,7 +238,6 @@ def check_case(executor: Any, case: Case) -> dml.DMLResult:
     res = fit_dml(case, df, executor, smpls=ref.smpls)
     assert_same_fit(res, ref)
     n_treat = 1 if isinstance(case.d, str) else len(case.d)
-    per_split = {"plr": 3 if case.score == "IV-type" else 2, "irm": 3}[case.model]
     assert res.coef.shape == res.se.shape == (n_treat,)
-    assert res.stats.tasks == per_split * n_treat * case.n_folds * case.n_rep
+    assert res.stats.tasks == case.tasks_per_split() * n_treat * case.n_folds * case.n_rep
     return res

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from dml_cases import irm_data, plr_data
+from dml_cases import iivm_data, irm_data, pliv_data, plr_data
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression
@@ -17,6 +17,8 @@ pytestmark = pytest.mark.timeout(60)
 
 PLR = plr_data(60, 3, 40)
 IRM = irm_data(60, 3, 41)
+PLIV = pliv_data(60, 3, 2, 42)  # instruments Z1, Z2
+IIVM = iivm_data(80, 3, 43)
 
 
 class NotSklearn:
@@ -55,6 +57,18 @@ def irm(test_executor, **kw):
     return dml.fit_irm(args.pop("data"), args.pop("y"), args.pop("d"), **args)
 
 
+def pliv(test_executor, **kw):
+    args = {"data": PLIV, "y": "y", "d": "d", "z": "Z1", "ml_l": LinearRegression(), "ml_m": LinearRegression(),
+            "ml_r": LinearRegression(), "executor": test_executor, **kw}
+    return dml.fit_pliv(args.pop("data"), args.pop("y"), args.pop("d"), args.pop("z"), **args)
+
+
+def iivm(test_executor, **kw):
+    args = {"data": IIVM, "y": "y", "d": "d", "z": "z", "ml_g": LinearRegression(), "ml_m": LogisticRegression(),
+            "ml_r": LogisticRegression(), "executor": test_executor, **kw}
+    return dml.fit_iivm(args.pop("data"), args.pop("y"), args.pop("d"), args.pop("z"), **args)
+
+
 nan_x = with_column(PLR, "X1", np.where(np.arange(60) == 5, np.nan, PLR["X1"]))
 inf_y = with_column(PLR, "y", np.where(np.arange(60) == 7, np.inf, PLR["y"]))
 text_x = with_column(PLR, "X2", ["a", "b"] * 30)
@@ -62,6 +76,8 @@ two_valued = with_column(IRM, "d", np.where(IRM["d"] == 1, 2.0, 0.0))
 smpls_overlap = [[(np.arange(30, 60), np.arange(0, 31)), (np.arange(0, 30), np.arange(30, 60))]]
 smpls_out_of_range = [[(np.arange(30, 60), np.arange(0, 30)), (np.arange(0, 30), np.arange(30, 61))]]
 smpls_partial_train = [[(np.arange(40, 60), np.arange(0, 30)), (np.arange(0, 30), np.arange(30, 60))]]
+three_valued_z = with_column(IIVM, "z", np.where(np.arange(80) % 3 == 0, 2.0, IIVM["z"]))
+no_always_takers = with_column(IIVM, "d", np.where(IIVM["z"] == 0, 0.0, IIVM["d"]))
 one_class_train = [[(np.flatnonzero(IRM["d"] == 1), np.flatnonzero(IRM["d"] == 0)),
                     (np.flatnonzero(IRM["d"] == 0), np.flatnonzero(IRM["d"] == 1))]]
 
@@ -110,6 +126,32 @@ CASES = [
     ("smpls one class in training", lambda ex: irm(ex, smpls=one_class_train), ValueError, "only one value of 'd'"),
     ("duplicate column names", lambda ex: plr(ex, data=pd.concat([PLR, PLR[["X1"]]], axis=1)), ValueError,
      "several"),
+    ("PLIV no instrument", lambda ex: pliv(ex, z=[]), ValueError, "at least one instrument column"),
+    ("PLIV instrument not in data", lambda ex: pliv(ex, z="Z9"), ValueError, r"\['Z9'\] are not in data"),
+    ("PLIV instrument also a covariate", lambda ex: pliv(ex, x=["X1", "Z1"]), ValueError,
+     "an instrument must not be a covariate"),
+    ("PLIV instrument is the treatment", lambda ex: pliv(ex, z="d"), ValueError, "each column has one role"),
+    ("PLIV classifier learner", lambda ex: pliv(ex, ml_r=LogisticRegression()), TypeError, "ml_r must be a regressor"),
+    ("PLIV IV-type without ml_g", lambda ex: pliv(ex, score="IV-type"), ValueError, "ml_g need to be specified"),
+    ("PLIV IV-type with two instruments", lambda ex: pliv(ex, z=["Z1", "Z2"], score="IV-type",
+                                                          ml_g=LinearRegression()), ValueError,
+     "Valid score partialling out"),
+    ("PLIV unknown score", lambda ex: pliv(ex, score="LATE"), ValueError, "unknown score 'LATE'"),
+    ("IIVM non-binary z", lambda ex: iivm(ex, data=three_valued_z), ValueError, "'z' must be binary"),
+    ("IIVM continuous d", lambda ex: iivm(ex, data=with_column(IIVM, "d", IIVM["X1"])), ValueError,
+     "'d' must be binary"),
+    ("IIVM two instruments", lambda ex: iivm(ex, z=["z", "X1"]), ValueError, "exactly one binary instrument"),
+    ("IIVM no instrument", lambda ex: iivm(ex, z=None), ValueError, "at least one instrument column"),
+    ("IIVM regressor ml_m", lambda ex: iivm(ex, ml_m=Lasso()), TypeError, "ml_m must be a classifier"),
+    ("IIVM regressor ml_r", lambda ex: iivm(ex, ml_r=RandomForestRegressor()), TypeError,
+     "ml_r must be a classifier"),
+    ("IIVM bad subgroups", lambda ex: iivm(ex, subgroups={"always_takers": True}), ValueError, "Invalid subgroups"),
+    ("IIVM no always takers in data", lambda ex: iivm(ex, data=no_always_takers), ValueError,
+     "always_takers': False"),
+    ("IRM weights of wrong length", lambda ex: irm(ex, weights=np.ones(10)), ValueError,
+     r"weights must have shape \(60,\)"),
+    ("IRM non-binary weights with ATTE", lambda ex: irm(ex, score="ATTE", weights=np.full(60, 0.5)), ValueError,
+     "weights must be binary for ATTE"),
 ]
 
 
@@ -130,5 +172,7 @@ def test_good_input_still_fits(dml_executor):
     """The table's base inputs are fine: each case fails for its own reason only."""
     assert np.isfinite(plr(dml_executor, n_folds=3, seed=0).coef).all()
     assert np.isfinite(irm(dml_executor, n_folds=3, seed=0).coef).all()
+    assert np.isfinite(pliv(dml_executor, n_folds=3, seed=0).coef).all()
+    assert np.isfinite(iivm(dml_executor, n_folds=3, seed=0).coef).all()
     assert np.isfinite(plr(dml_executor, ml_l=RandomForestRegressor(n_estimators=3, random_state=0),
                            n_folds=3, seed=0).coef).all()

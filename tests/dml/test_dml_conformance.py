@@ -12,7 +12,8 @@ def test_dml_matches_doubleml(dml_executor, case):
     check_case(dml_executor, case)
 
 
-SEED_CASES = [c for c in CASES if c.id in ("plr-iv-forest-default-g", "irm-atte-normalized-clip05")]
+SEED_CASES = [c for c in CASES if c.id in ("plr-iv-forest-default-g", "irm-atte-normalized-clip05",
+                                         "pliv-iv-lasso-one-z-rep3", "iivm-logit-normalized-rep3")]
 
 
 @pytest.mark.timeout(120)

@@ -62,7 +62,11 @@ def test_derived_random_state_is_documented_formula_and_fixed_states_are_kept():
     expected = int(np.random.SeedSequence(5, spawn_key=(tasks.LEARNER_IDS["ml_m"], 1, 2, 3))
                    .generate_state(1, dtype=np.uint32)[0])
     assert tasks.derive_random_state(5, "ml_m", 1, 2, 3) == expected
-    assert len({tasks.derive_random_state(5, n, 0, 0, f) for n in tasks.LEARNER_IDS for f in range(5)}) == 25
+    states = {tasks.derive_random_state(5, n, 0, 0, f) for n in tasks.LEARNER_IDS for f in range(5)}
+    assert len(states) == 5 * len(tasks.LEARNER_IDS)
+    assert tasks.derive_random_state(5, "ml_m", 0, 0, 0, instrument=1) not in states  # PLIV: one per instrument
+    assert tasks.derive_random_state(5, "ml_m", 0, 0, 0, instrument=1) != tasks.derive_random_state(
+        5, "ml_m", 0, 0, 0, instrument=2)
     assert tasks.needs_random_state(unseeded_forest())
     assert tasks.needs_random_state(make_pipeline(StandardScaler(), unseeded_forest()))
     assert not tasks.needs_random_state(RandomForestRegressor(random_state=0))
@@ -165,30 +169,23 @@ def test_iv_type_runs_two_stages_and_warns_about_unused_ml_g(dml_executor):
     assert res.stats.stages == 1
 
 
-def test_lambda_cost_formula_and_records():
-    assert execution.lambda_cost_usd([]) == 0
-    cost = execution.lambda_cost_usd([(2.0, 2048), (3.0, 1024)])
-    assert cost == pytest.approx(7 * execution.LAMBDA_USD_PER_GB_SECOND + 2 * execution.LAMBDA_USD_PER_REQUEST)
+def test_cost_is_lambdamaps_job_summary(dml_executor, monkeypatch):
+    """FitStats.cost_usd is whatever executor.job_summary reports for the fit's futures (one cost model)."""
+    df = plr_data(80, 3, 31)
+    seen = []
+    summary = dml_executor.job_summary
 
-    class Job:
-        job_id, finished = "j1", 1.0
-        records = [{"worker_start": 10.0, "worker_end": 12.0, "extra": {"memory_limit_mb": 2048}},
-                   {"worker_start": 10.0, "worker_end": 13.0, "extra": {"memory_limit_mb": 1024}}]
+    def priced(futures, **kw):
+        seen.append(list(futures))
+        return summary(futures, memory_mb=1024, **kw)
 
-    class Fut:
-        job_id = "j1"
-
-    class FakeExecutor:
-        backend = "lambda"
-
-        def jobs(self):
-            return [Job()]
-
-    assert execution._cost(FakeExecutor(), [Fut()]) == pytest.approx(cost)
-    Job.records = [{"worker_start": 1.0, "worker_end": 2.0, "extra": {}}]  # no memory limit recorded
-    assert execution._cost(FakeExecutor(), [Fut()]) is None
-    FakeExecutor.backend = "local"
-    assert execution._cost(FakeExecutor(), [Fut()]) is None
+    monkeypatch.setattr(dml_executor, "job_summary", priced)
+    res = dml.fit_plr(df, "y", "d", ml_l=LinearRegression(), ml_m=LinearRegression(), n_folds=2, seed=0,
+                      executor=dml_executor)
+    assert len(seen) == 1 and len(seen[0]) == res.stats.tasks
+    assert res.stats.cost_usd == summary(seen[0], memory_mb=1024).cost_usd > 0
+    assert set(res.stats.job_ids) == {f.job_id for f in seen[0]}
+    assert not hasattr(execution, "LAMBDA_USD_PER_GB_SECOND")  # no second price list in dml
 
 
 def test_chunksize_batches_tasks_and_keeps_workers_evenly_busy():
