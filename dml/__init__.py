@@ -24,7 +24,8 @@ variables or the lambdamap config file; the local process pool by default), crea
 later fits so that their workers are warm and already hold the data, and shut down when the interpreter exits.
 
 With ``seed`` set, the splits and every learner ``random_state`` left at None are derived from it (see
-:mod:`dml.tasks`), so a fit is bit-identical on every run and backend.
+:mod:`dml.tasks`), so a fit is bit-identical on every run and on every backend with the same library versions
+and BLAS kernel.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import lambdamap
 from dml import validate
 from dml.execution import fit_stats, gather, shared_executor, submit
 from dml.result import DMLResult
-from lambdamap.shared import ObjectRef
+from lambdamap import ObjectRef
 
 #: The classes fit_model is tested with (tests/dml/test_dml_fit_model.py); other DoubleML subclasses that accept
 #: external predictions and take splits through set_sample_splitting work the same way.

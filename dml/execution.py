@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import lambdamap
 from dml.tasks import NuisanceTask, TaskInputs, run
+from lambdamap.core.future import interrupted
 
 #: Invocations per unit of the backend's parallelism a stage aims at: several, so that a slow invocation does not
 #: leave the other workers idle at the end, yet each invocation fits several learners (one data load, one start-up).
@@ -126,7 +127,10 @@ def gather(tasks: Sequence[Described], futures: Sequence[lambdamap.Future]) -> l
     """
     try:
         done, not_done = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
-    except BaseException:  # e.g. Ctrl-C: do not leave the queued fits running for nobody
+    except KeyboardInterrupt:  # Ctrl-C: cancel the queued fits and stop the running ones, as lambdamap.wait does
+        interrupted(futures)
+        raise
+    except BaseException:
         for fut in futures:
             fut.cancel()
         raise

@@ -50,8 +50,9 @@ def fit_plr(data: Any, y: str, d: str | Sequence[str], x: str | Sequence[str] | 
 
     ``n_folds`` folds, ``n_rep`` repetitions of the splitting; or ``smpls``, splits in DoubleML's format (then
     ``n_folds`` and ``n_rep`` come from it). ``seed`` makes the splits and the learners' unset random states
-    reproducible (bit-identical on every run and backend). ``executor`` runs the fits (None: a shared
-    ``lambdamap.default_executor()``, kept warm across fits). Every input is checked before any task runs.
+    reproducible (bit-identical on every run, and on every backend with the same library versions and BLAS
+    kernel). ``executor`` runs the fits (None: a shared ``lambdamap.default_executor()``, kept warm across fits).
+    Every input is checked before any task runs.
     """
     validate.check_executor(executor)
     prep = validate.prepare(data, y, d, x)

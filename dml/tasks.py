@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.preprocessing import LabelEncoder
 
-from lambdamap.shared import ObjectRef
+from lambdamap import ObjectRef
 
 #: Stable numbers of the prediction names, used to derive per-task random states (never renumber them).
 LEARNER_IDS = {"ml_l": 0, "ml_m": 1, "ml_g": 2, "ml_g0": 3, "ml_g1": 4, "ml_r": 5, "ml_r0": 6, "ml_r1": 7}

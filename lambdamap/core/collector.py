@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -74,8 +73,9 @@ class JobState:
     # Poll mode: when (time.monotonic()) the last complete listing of the results began, and the last failed one.
     listed_at: float | None = None
     list_failure: tuple[float, StorageError] | None = None
-    #: Cancels the job's unfinished calls and stops its running ones; returns how many (set by the collector).
-    cancel: Callable[[], int] | None = None
+    #: ``cancel(job)`` cancels the job's unfinished calls and stops its running ones; returns how many. The
+    #: collector's method, not a closure over the job: a job must not refer to itself, or only the cyclic GC frees it.
+    cancel: Callable[[JobState], int] | None = None
     #: The pickled function and its key, kept while the job runs: a worker that finds the blob missing (deleted from
     #: outside, e.g. by `lambdamap cleanup --blobs`) gets it put back once. ``blob_missing`` tells the executor.
     func_key: str | None = None
@@ -98,6 +98,7 @@ class Collector:
         self._idle_callbacks: list[Callable[[], None]] = []
         self._closed = False
         self._died: str | None = None
+        self.registered = 0  # jobs registered over the collector's life (for diagnostics and tests)
         self._thread = threading.Thread(target=self._run_guarded, name="lambdamap-collector", daemon=True)
         self._thread.start()
 
@@ -119,8 +120,9 @@ class Collector:
                     fut._job = job
             job.pending = len(invocations)
             job.calls = sum(len(inv.futures) for inv in invocations)
-            job.cancel = functools.partial(self.cancel_job, job)
+            job.cancel = self.cancel_job
             self._jobs[job.job_id] = job
+            self.registered += 1
         # Wake the thread now: in poll mode it would otherwise notice the job only after its idle timeout.
         self._events.put(("job-empty", job) if not invocations else ("wake",))
 
@@ -464,8 +466,9 @@ class Collector:
         with self._lock:
             self._jobs.pop(job.job_id, None)
             self._finished[job.job_id] = job
-            for inv in job.invocations.values():
-                inv.futures = []  # the futures hold the job, not the other way round: dropping them frees both
+            # The futures hold the job, not the other way round, and a job holds no cycle (invocations point back
+            # at it): dropping the futures frees the job and its records at once, without waiting for the cyclic GC.
+            job.invocations = {}
             job.func_data = None
         if not job.keep:
             try:

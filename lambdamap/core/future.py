@@ -121,7 +121,7 @@ def interrupted(futures: Iterable[cf.Future[Any]]) -> int:
     total = 0
     for job in jobs.values():
         cancel = getattr(job, "cancel", None)
-        count = cancel() if cancel is not None else 0
+        count = cancel(job) if cancel is not None else 0
         total += count
         if count:
             print(f"lambdamap: cancelled {count} calls of job {job.job_id}", file=sys.stderr, flush=True)

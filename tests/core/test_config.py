@@ -84,4 +84,4 @@ def test_missing_backend_dependency_names_the_install_command(config_file, monke
 
     monkeypatch.setitem(backends._BACKENDS, "local", ("lambdamap_missing_module_xyz", "pip install 'lambdamap[x]'"))
     with pytest.raises(lambdamap.ConfigError, match=r"pip install 'lambdamap\[x\]'"):
-        lambdamap.default_executor()
+        lambdamap.default_executor(prefix="lm-missing-dependency")  # a config no live shared executor has
