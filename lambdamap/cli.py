@@ -89,7 +89,7 @@ def _build(args: argparse.Namespace, output: Any) -> Any:
 
 def _target(args: argparse.Namespace) -> Any:
     """The deployment target: command-line options > lambdamap config (env, file) > defaults."""
-    from lambdamap.aws.deploy import Target
+    from lambdamap.aws.clients import Target
     from lambdamap.config import load_config
 
     config = load_config()
@@ -171,7 +171,7 @@ def add_status(subparsers: Subparsers) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lambdamap.aws.deploy import status
+    from lambdamap.aws.manage import status
 
     report = status(_target(args))
     _out(report.render())
@@ -187,7 +187,7 @@ def add_cleanup(subparsers: Subparsers) -> None:
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from lambdamap.aws.deploy import cleanup
+    from lambdamap.aws.manage import cleanup
 
     bucket, count = cleanup(_target(args), blobs=args.blobs)
     _out(f"deleted {count} object(s) from s3://{bucket}")
@@ -203,7 +203,7 @@ def add_destroy(subparsers: Subparsers) -> None:
 
 
 def _destroy(args: argparse.Namespace) -> int:
-    from lambdamap.aws.deploy import destroy
+    from lambdamap.aws.manage import destroy
 
     done = destroy(_target(args), delete_bucket=args.delete_bucket, log=_out)
     if not done:
