@@ -40,17 +40,19 @@ class InvocationView:
 
 def list_jobs(storage: Storage, prefix: str = keys.DEFAULT_PREFIX) -> list[JobListing]:
     """Jobs under ``prefix``, newest first (job ids start with their UTC submission time)."""
-    counts: dict[str, list[int]] = {}
+    invocations: dict[str, set[int]] = {}
+    results: dict[str, set[int]] = {}
     for key in storage.list(keys.jobs_prefix(prefix)):
-        job_id = keys.job_id_from_key(key)
-        if job_id is None:
+        parsed = keys.parse_job_key(key)  # None for other objects a backend keeps under a job (attempt markers)
+        if parsed is None:
             continue
-        entry = counts.setdefault(job_id, [0, 0])
-        if "/args/" in key:
-            entry[0] += 1
-        elif "/results/" in key:
-            entry[1] += 1
-    return [JobListing(job_id, inv, res) for job_id, (inv, res) in sorted(counts.items(), reverse=True)]
+        job_id, kind, invocation = parsed
+        invocations.setdefault(job_id, set())
+        results.setdefault(job_id, set())
+        (invocations if kind == "args" else results)[job_id].add(invocation)
+    # An invocation is known by its args or its result (a backend may remove the args of a finished one).
+    return [JobListing(job_id, len(invocations[job_id] | results[job_id]), len(results[job_id]))
+            for job_id in sorted(invocations, reverse=True)]
 
 
 def describe_job(storage: Storage, job_id: str, prefix: str = keys.DEFAULT_PREFIX) -> list[InvocationView]:
