@@ -135,6 +135,26 @@ def check_target(python: str, arch: str) -> None:
         raise DeploymentError(f"unknown Lambda architecture {arch!r}: choose x86_64 or arm64 (--arch)")
 
 
+#: Packages whose current wheels need a newer glibc than Amazon Linux 2's 2.26, so Lambda's python3.11 runtime cannot
+#: load the versions a current client has installed (numpy 2.4, scipy 1.17 and scikit-learn 1.9 ship manylinux_2_27
+#: wheels at the oldest; pandas 3.1 still has manylinux_2_24 ones, but needs numpy).
+NEEDS_NEW_GLIBC = ("numpy", "scipy", "scikit-learn")
+#: The oldest glibc those wheels load on.
+NEW_GLIBC = (2, 27)
+
+
+def runtime_limitation(python: str, packages: Sequence[str]) -> str | None:
+    """Why Lambda's runtime for ``python`` cannot load current wheels of some of ``packages``, else None."""
+    glibc, os_name = LAMBDA_PYTHONS[python]
+    if glibc >= NEW_GLIBC:
+        return None
+    heavy = sorted({requirement_name(p) for p in packages} & set(NEEDS_NEW_GLIBC))
+    if not heavy:
+        return None
+    return (f"Lambda's python{python} runtime ({os_name}, glibc {glibc[0]}.{glibc[1]}) cannot load current "
+            f"{'/'.join(heavy)} wheels (they need glibc {NEW_GLIBC[0]}.{NEW_GLIBC[1]} or newer)")
+
+
 def platform_tags(python: str, arch: str) -> list[str]:
     """The manylinux platform tags whose wheels run on the Lambda runtime for ``python`` and ``arch``.
 

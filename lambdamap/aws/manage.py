@@ -23,6 +23,7 @@ from lambdamap.aws.deploy import ASYNC_RETRY_ATTEMPTS, MAX_EVENT_AGE_S, read_asy
 from lambdamap.core import keys
 from lambdamap.core.task import client_versions
 from lambdamap.errors import DeploymentError
+from lambdamap.observe.jobs import delete_jobs
 
 
 @dataclass
@@ -139,14 +140,7 @@ def cleanup(target: Target, *, blobs: bool = False, session: Any = None) -> tupl
     """
     aws = Aws(target, session, purpose="cleaning up the bucket")
     bucket = _bucket(aws)
-    storage = aws.storage(bucket)
-    prefixes = [keys.jobs_prefix(target.prefix)] + ([keys.blobs_prefix(target.prefix)] if blobs else [])
-    deleted = 0
-    for prefix in prefixes:
-        found = storage.list(prefix)
-        storage.delete(found)
-        deleted += len(found)
-    return bucket, deleted
+    return bucket, delete_jobs(aws.storage(bucket), target.prefix, blobs=blobs)
 
 
 def _iter_layer_versions(lam: Any, name: str) -> Iterator[int]:

@@ -1,4 +1,5 @@
-"""What is in storage: the jobs under a prefix and, for one job, its invocations (for ``lambdamap jobs``/``job``).
+"""What is in storage: the jobs under a prefix and, for one job, its invocations (for ``lambdamap jobs``/``job``);
+and removing them (``lambdamap cleanup``).
 
 Works on any storage the client can reach, while a job runs (pending invocations have arguments but no result
 record yet) or after it finished with ``keep=True``. Finished jobs without ``keep`` are removed from storage once
@@ -59,6 +60,8 @@ def describe_job(storage: Storage, job_id: str, prefix: str = keys.DEFAULT_PREFI
     """One view per result record of ``job_id`` (pending invocations have none yet)."""
     views = []
     for key in storage.list(keys.results_prefix(prefix, job_id)):
+        if keys.parse_job_key(key) is None:
+            continue
         record = ResultRecord.loads(storage.get(key))
         views.append(InvocationView(
             invocation=record.invocation, calls=record.calls_run, failed_calls=len(record.errors),
@@ -69,3 +72,14 @@ def describe_job(storage: Storage, job_id: str, prefix: str = keys.DEFAULT_PREFI
             else f"{record.setup_error_type}: {record.setup_error_message}",
         ))
     return views
+
+
+def delete_jobs(storage: Storage, prefix: str = keys.DEFAULT_PREFIX, *, blobs: bool = False) -> int:
+    """Delete every job's objects under ``prefix`` (and cached functions and shared objects with ``blobs``); return
+    how many objects went. Running jobs lose their arguments and results: do not run it while jobs run."""
+    deleted = 0
+    for where in [keys.jobs_prefix(prefix)] + ([keys.blobs_prefix(prefix)] if blobs else []):
+        found = storage.list(where)
+        storage.delete(found)
+        deleted += len(found)
+    return deleted
