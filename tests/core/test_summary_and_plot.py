@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import matplotlib.image
@@ -18,6 +20,15 @@ def test_lambda_cost_bills_per_started_millisecond_and_request():
     assert lambda_cost([1.0], 1024, architecture="arm64", pricing=pricing) == pytest.approx(0.5 + 0.25)
     default = lambda_cost([1.0] * 1000, 1024)  # 1000 GB-s at the published us-east-1 price + 1000 requests
     assert default == pytest.approx(1000 * 0.0000166667 + 1000 * 0.20 / 1e6)
+
+
+def test_pricing_lives_in_aws_and_summaries_do_not_import_boto3():
+    code = ("import sys, lambdamap, lambdamap.observe.summary as s, lambdamap.aws.pricing as p; "
+            "assert lambdamap.LambdaPricing is s.LambdaPricing is p.LambdaPricing; "
+            "assert lambdamap.lambda_cost is s.lambda_cost is p.lambda_cost; "
+            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("kwargs, fragment", [({"memory_mb": 64}, "128 to 10240"),
