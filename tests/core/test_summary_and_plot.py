@@ -82,3 +82,38 @@ def test_plot_needs_finished_futures(tmp_path):
         fut = pwex.submit(time.sleep, 2)
         with pytest.raises(lambdamap.ConfigError, match="none of the futures has finished"):
             lambdamap.plot([fut], tmp_path / "x.png")
+
+
+def _tick_texts(ax, axis: str) -> list[str]:
+    """The tick labels ``axis`` of ``ax`` shows (major and minor, inside the view)."""
+    low, high = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    labels = ax.get_yticklabels(which="both") if axis == "y" else ax.get_xticklabels(which="both")
+    index = 1 if axis == "y" else 0
+    return [t.get_text() for t in labels
+            if t.get_visible() and t.get_text() and low <= t.get_position()[index] <= high]
+
+
+@pytest.mark.parametrize("n", [20, 2_000])
+def test_plot_labels_calls_and_counts_with_integers_and_names_job_and_backend(tmp_path, monkeypatch, n):
+    import matplotlib.figure
+
+    drawn = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # look at the figure plot() saves, whatever its layout
+        drawn.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    with lambdamap.local_executor(workers=2, progress=False) as pwex:
+        futures = pwex.map(abs, range(n), chunksize=1 if n == 20 else 10)
+        lambdamap.wait(futures)
+        lambdamap.plot(futures, tmp_path / "timeline.png")
+    (fig,) = drawn
+    titles = [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]
+    assert any(futures[0].job_id in t and "on local" in t for t in titles), titles
+    # Call numbers and call counts (every y axis here) are whole numbers, written plainly: not 2.5, not 1.8x10^1.
+    labels = [text for ax in fig.axes for text in _tick_texts(ax, "y") if ax.get_ylabel() in (
+        "calls", "call (in submission order)")]
+    assert labels and all(text.replace(",", "").replace("\N{MINUS SIGN}", "-").isdigit() for text in labels), labels
+    assert any(ax.get_ylabel() == "worker" for ax in fig.axes)  # the one-row-per-worker view
