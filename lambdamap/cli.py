@@ -108,20 +108,28 @@ def _storage_options() -> argparse.ArgumentParser:
     return parent
 
 
-def _where(args: argparse.Namespace, config: Config) -> tuple[str, str | None] | None:
-    """Where jobs live: ("local", DIR) or ("s3", BUCKET or None); None when there is no shared storage.
+@dataclasses.dataclass(frozen=True)
+class _Shared:
+    """Shared storage of jobs: a folder (a local or Dask storage_dir), else an S3 bucket (None: the deployment's)."""
+
+    folder: str | None = None
+    bucket: str | None = None
+
+
+def _where(args: argparse.Namespace, config: Config) -> _Shared | None:
+    """Where jobs live; None when there is no shared storage.
 
     Explicit options first, then the configured backend: Lambda keeps jobs in its bucket, local and Dask in
     storage_dir when one is set.
     """
     if args.storage_dir:
-        return "local", args.storage_dir
+        return _Shared(folder=args.storage_dir)
     if args.bucket or aws_cli.names_a_deployment(args) or config.backend == "lambda":
-        return "s3", args.bucket or config.bucket
+        return _Shared(bucket=args.bucket or config.bucket)
     if config.storage_dir:
-        return "local", config.storage_dir
+        return _Shared(folder=config.storage_dir)
     if config.bucket:
-        return "s3", config.bucket
+        return _Shared(bucket=config.bucket)
     return None
 
 
@@ -129,22 +137,21 @@ def _job_storage(args: argparse.Namespace) -> tuple[Any, str]:
     """The storage jobs live in: --storage-dir, else the configured backend's (a local folder or the S3 bucket)."""
     config = load_config()
     prefix = args.prefix or config.prefix
-    where = _where(args, config)
-    if where is None:
+    shared = _where(args, config)
+    if shared is None:
         raise ConfigError(f"no shared storage to look in (backend {config.backend}): {NO_SHARED_STORAGE}. On "
                           "Lambda, pass --bucket NAME or set it in the lambdamap config")
-    kind, location = where
-    if kind == "local":
+    if shared.folder is not None:
         from lambdamap.storage.local import LocalStorage
 
-        return LocalStorage(location), prefix
-    if location is None:
+        return LocalStorage(shared.folder), prefix
+    if shared.bucket is None:
         raise ConfigError("no bucket to look in: pass --bucket NAME or set bucket in the lambdamap config")
     try:
         from lambdamap.aws.s3 import S3Storage
     except ImportError as exc:
         raise ConfigError(f"reading jobs from S3 needs boto3 ({exc}): pip install 'lambdamap[aws]'") from None
-    return S3Storage(location, region=args.region or config.region,
+    return S3Storage(shared.bucket, region=args.region or config.region,
                      endpoint_url=args.endpoint_url or config.endpoint_url), prefix
 
 
@@ -161,20 +168,18 @@ def _cleanup(args: argparse.Namespace) -> int:
     from lambdamap.observe.jobs import delete_jobs
 
     config = load_config()
-    where = _where(args, config)
-    if where is None:
+    shared = _where(args, config)
+    if shared is None:
         out(f"nothing to clean up (backend {config.backend}, no storage_dir): each executor keeps its jobs in a "
             "private temporary folder and removes it at shutdown")
         return 0
-    kind, location = where
-    if kind == "s3":
+    if shared.folder is None:
         # Lambda: the bucket may be found from the deployed function, so this goes through the AWS commands.
         return aws_cli.lambda_cleanup(args)
     from lambdamap.storage.local import LocalStorage
 
-    assert location is not None  # a local location is always a folder
-    count = delete_jobs(LocalStorage(location), args.prefix or config.prefix, blobs=args.blobs)
-    out(f"deleted {count} object(s) from {location}")
+    count = delete_jobs(LocalStorage(shared.folder), args.prefix or config.prefix, blobs=args.blobs)
+    out(f"deleted {count} object(s) from {shared.folder}")
     return 0
 
 
