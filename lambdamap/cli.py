@@ -1,14 +1,18 @@
-"""The ``lambdamap`` command.
+"""The ``lambdamap`` command: dispatches to the subcommands.
 
 ::
 
     lambdamap runtime build [--python 3.12] [--arch x86_64|arm64] [--output DIR|FILE.zip] [--extra PKG ...]
     lambdamap deploy   [--python X.Y] [--arch ...] [--layer-zip FILE] [--memory MB] [--timeout S] [AWS options]
     lambdamap status   [AWS options]
-    lambdamap cleanup  [--blobs] [AWS options]
-    lambdamap destroy  [--delete-bucket] [AWS options]
+    lambdamap cleanup  [--blobs] [--storage-dir DIR | AWS options]
+    lambdamap destroy  [--delete-bucket [--yes]] [AWS options]
     lambdamap jobs     [--storage-dir DIR | AWS options]
     lambdamap job ID   [--storage-dir DIR | AWS options]
+
+``status``, ``cleanup``, ``jobs`` and ``job`` work on every backend and are here; the AWS-only commands and the AWS
+parts of ``status`` and ``cleanup`` are in :mod:`lambdamap.aws.cli`. Nothing imports boto3 until a command talks
+to AWS, so the local commands work without the ``aws`` extra.
 
 Each subcommand is one ``add_*`` function that adds its parser and sets ``handler`` (a function of the parsed
 arguments returning the exit code); :data:`COMMANDS` lists them. To add a command, write such a function and
@@ -18,227 +22,165 @@ append it to :data:`COMMANDS` (or call :func:`register_command`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from lambdamap.errors import LambdaMapError
+from lambdamap.aws import cli as aws_cli
+from lambdamap.aws.cli import AddCommand, Subparsers, aws_options, out
+from lambdamap.config import Config, default_config_path, load_config, read_config_file
+from lambdamap.errors import ConfigError, LambdaMapError
 
-Subparsers = Any  # argparse._SubParsersAction is private
-AddCommand = Callable[[Subparsers], None]
-
-
-def _out(message: str) -> None:
-    print(message, flush=True)
-
-
-# -- shared option groups ---------------------------------------------------------------------------------------------
-def _aws_options() -> argparse.ArgumentParser:
-    """Options naming the deployment; unset ones come from the lambdamap config (file or LAMBDAMAP_* variables)."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("where (default: the lambdamap config, then built-in defaults)")
-    group.add_argument("--function-name", help="Lambda function name (default: lambdamap-runtime)")
-    group.add_argument("--bucket", help="S3 bucket for job data (default for deploy: lambdamap-ACCOUNT-REGION)")
-    group.add_argument("--region", help="AWS region (default: AWS_REGION / ~/.aws/config)")
-    group.add_argument("--prefix", help="key prefix of everything lambdamap stores (default: lambdamap)")
-    group.add_argument("--role-name", help="execution role name (default: FUNCTION-role)")
-    group.add_argument("--layer-name", help="layer name (default: FUNCTION-layer)")
-    group.add_argument("--endpoint-url", help="S3-compatible endpoint instead of AWS S3")
-    group.add_argument("--lambda-endpoint-url", help="Lambda API endpoint instead of AWS (an emulator)")
-    return parent
+#: The config fields each backend uses, in the order ``status`` shows them (others: every field that is set).
+BACKEND_FIELDS = {
+    "local": ("workers", "storage_dir", "prefix", "progress"),
+    "dask": ("dask_address", "workers", "storage_dir", "prefix", "progress"),
+    "lambda": ("function_name", "bucket", "region", "prefix", "memory_mb", "workers", "endpoint_url",
+               "lambda_endpoint_url", "progress"),
+}
+#: What an unset field means, where "not set" would not say.
+UNSET = {
+    "storage_dir": "not set: a private temporary folder per executor (set it to list jobs with `lambdamap jobs`)",
+    "dask_address": "not set: pass a distributed.Client to lambdamap.dask_executor(client)",
+    "progress": "not set: progress bars only on a terminal",
+}
+NO_SHARED_STORAGE = (
+    "each executor keeps its jobs in a private temporary folder, removed at shutdown. To see them with `lambdamap "
+    "jobs`, give the executor a folder (lambdamap.local_executor(storage_dir=DIR) or dask_executor(client, "
+    "storage_dir=DIR), or storage_dir in the config / LAMBDAMAP_STORAGE_DIR) and pass --storage-dir DIR here")
 
 
-def _build_options(with_output: bool) -> argparse.ArgumentParser:
-    from lambdamap.aws.layer import LAMBDA_PYTHONS, client_python
-
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("runtime layer")
-    group.add_argument("--python", choices=list(LAMBDA_PYTHONS), default=None,
-                       help=f"Lambda Python version (default: this client's, {client_python()}, so pickles match)")
-    group.add_argument("--arch", choices=["x86_64", "arm64"], default=None,
-                       help="Lambda architecture (default: x86_64)")
-    group.add_argument("--extra", nargs="+", default=[], metavar="PKG",
-                       help="more packages for the layer, e.g. --extra xgboost 'lightgbm==4.5.0'")
-    group.add_argument("--minimal", action="store_true",
-                       help="only cloudpickle and lambdamap (no numpy/scipy/pandas/scikit-learn): pure-Python work")
-    group.add_argument("--no-match-client", action="store_true",
-                       help="let pip pick versions instead of pinning the ones installed here (cloudpickle stays "
-                            "pinned)")
-    bytecode = parent.add_mutually_exclusive_group()
-    bytecode.add_argument("--bytecode", dest="bytecode", action="store_true", default=None,
-                          help="require precompiled bytecode (faster cold starts; needs that Python here)")
-    bytecode.add_argument("--no-bytecode", dest="bytecode", action="store_false",
-                          help="never precompile bytecode (a smaller layer)")
-    group.add_argument("--cache-dir", default=None,
-                       help="cache the third-party part of the layer here (keyed by the pinned requirements)")
-    if with_output:
-        group.add_argument("--output", "-o", default=None,
-                           help="zip file, or folder for lambdamap-layer-pyX.Y-ARCH.zip (default: current folder)")
-    return parent
-
-
-def _build(args: argparse.Namespace, output: Any) -> Any:
-    from lambdamap.aws.layer import DEFAULT_PACKAGES, MINIMAL_PACKAGES, build_layer, client_python
-
-    python, arch = args.python or client_python(), args.arch or "x86_64"
-    _out(f"building the layer for python{python} {arch} (pip may take a few minutes)...")
-    return build_layer(python, arch, output, extra=args.extra,
-                       packages=MINIMAL_PACKAGES if args.minimal else DEFAULT_PACKAGES,
-                       match_client=not args.no_match_client, cache_dir=args.cache_dir, bytecode=args.bytecode)
-
-
-def _target(args: argparse.Namespace) -> Any:
-    """The deployment target: command-line options > lambdamap config (env, file) > defaults."""
-    from lambdamap.aws.deploy import Target
-    from lambdamap.config import load_config
-
-    config = load_config()
-    return Target(
-        function_name=args.function_name or config.function_name, bucket=args.bucket or config.bucket,
-        region=args.region or config.region, prefix=args.prefix or config.prefix, role_name=args.role_name,
-        layer_name=args.layer_name, endpoint_url=args.endpoint_url or config.endpoint_url,
-        lambda_endpoint_url=args.lambda_endpoint_url or config.lambda_endpoint_url,
-    )
-
-
-# -- commands ---------------------------------------------------------------------------------------------------------
-def add_runtime(subparsers: Subparsers) -> None:
-    runtime = subparsers.add_parser("runtime", help="build the Lambda runtime layer")
-    actions = runtime.add_subparsers(dest="runtime_command", metavar="ACTION")
-    build = actions.add_parser("build", parents=[_build_options(with_output=True)],
-                               help="build the layer zip (cloudpickle, numpy, scipy, pandas, scikit-learn, lambdamap)")
-    build.set_defaults(handler=_runtime_build)
-    runtime.set_defaults(handler=lambda _args: _usage(runtime))
-
-
-def _runtime_build(args: argparse.Namespace) -> int:
-    build = _build(args, args.output)
-    _out(build.summary())
-    return 0
-
-
-def add_deploy(subparsers: Subparsers) -> None:
-    from lambdamap.aws.deploy import DEFAULT_EXPIRE_DAYS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
-
-    deploy = subparsers.add_parser(
-        "deploy", parents=[_aws_options(), _build_options(with_output=False)],
-        help="create or update the bucket, role, layer and function; write the client config",
-        description="Idempotently deploys the generic lambdamap runtime with boto3 and writes the client config so "
-                    "that lambdamap.default_executor() uses it. Builds the layer unless --layer-zip is given.")
-    group = deploy.add_argument_group("function")
-    group.add_argument("--layer-zip", help="a layer zip from `lambdamap runtime build` (default: build one now)")
-    group.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="memory in MB (128-10240; CPU scales "
-                       "with it: 1769 MB = 1 vCPU)")
-    group.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="function time limit, seconds (1-900)")
-    group.add_argument("--expire-days", type=int, default=DEFAULT_EXPIRE_DAYS,
-                       help="delete job objects from the bucket after this many days")
-    group.add_argument("--config", default=None, help="client config file to write (default: $LAMBDAMAP_CONFIG or "
-                       "~/.config/lambdamap/config.toml)")
-    group.add_argument("--no-write-config", action="store_true", help="do not write the client config")
-    deploy.set_defaults(handler=_deploy)
-
-
-def _deploy(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from lambdamap.aws.deploy import FunctionSettings, deploy
-
-    target = _target(args)  # check names before a long build
-    settings = FunctionSettings(memory_mb=args.memory, timeout_s=args.timeout, expire_days=args.expire_days)
-    with tempfile.TemporaryDirectory(prefix="lambdamap-deploy-") as tmp:
-        if args.layer_zip:
-            from lambdamap.aws.layer import inspect_layer
-            from lambdamap.errors import DeploymentError
-
-            layer: Any = inspect_layer(args.layer_zip)
-            for option, wanted, actual in (("--python", args.python, layer.python), ("--arch", args.arch, layer.arch)):
-                if wanted and wanted != actual:
-                    raise DeploymentError(f"{option} {wanted} does not match the layer zip {args.layer_zip} "
-                                          f"({actual}); rebuild the layer or drop {option}")
-        else:
-            layer = _build(args, tmp)
-            _out(layer.summary())
-        result = deploy(target, layer, settings, write_config=not args.no_write_config, config_path=args.config,
-                        log=_out)
-    _out(result.summary())
-    return 0
-
-
+# -- status -----------------------------------------------------------------------------------------------------------
 def add_status(subparsers: Subparsers) -> None:
-    status = subparsers.add_parser("status", parents=[_aws_options()],
-                                   help="what is deployed, its versions, and whether they match this client")
+    status = subparsers.add_parser(
+        "status", parents=[aws_options()],
+        help="the configured backend and its settings; on Lambda, what is deployed and whether it matches",
+        description="Shows the backend that lambdamap.default_executor() would use and where each setting comes "
+                    "from. On the Lambda backend (or with an AWS option) it also checks the deployment: the "
+                    "function, its versions against this client, and the bucket; that part needs boto3.")
     status.set_defaults(handler=_status)
 
 
-def _status(args: argparse.Namespace) -> int:
-    from lambdamap.aws.deploy import status
+def _sources(config: Config) -> dict[str, str]:
+    """Where each config field comes from: an environment variable, the config file, or the default."""
+    path = default_config_path()
+    in_file = read_config_file(path)
+    sources = {}
+    for f in dataclasses.fields(config):
+        variable = f"LAMBDAMAP_{f.name.upper()}"
+        sources[f.name] = variable if os.environ.get(variable) else ("config file" if f.name in in_file
+                                                                     else "default")
+    return sources
 
-    report = status(_target(args))
-    _out(report.render())
-    return 0 if report.ok else 1
+
+def describe_config(config: Config) -> list[str]:
+    """The lines of ``lambdamap status`` about the configuration (no AWS calls)."""
+    path = default_config_path()
+    sources = _sources(config)
+    lines = [f"backend {config.backend} ({sources['backend']})",
+             f"config file {path}" + ("" if path.is_file() else " (none)")]
+    names = BACKEND_FIELDS.get(config.backend) or tuple(
+        f.name for f in dataclasses.fields(config) if f.name != "backend" and sources[f.name] != "default")
+    for name in names:
+        value = getattr(config, name, None)
+        shown = str(value) if value is not None else UNSET.get(name, "not set (the backend's default)")
+        lines.append(f"  {name:<20} {shown}" + ("" if sources.get(name) in (None, "default")
+                                               else f"  ({sources[name]})"))
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config()
+    for line in describe_config(config):
+        out(line)
+    if config.backend == "lambda" or aws_cli.names_a_deployment(args):
+        out("deployment:")
+        return aws_cli.lambda_status(args)
+    return 0
+
+
+# -- shared storage: cleanup, jobs, job -------------------------------------------------------------------------------
+def _storage_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False, parents=[aws_options()])
+    parent.add_argument("--storage-dir", help="the shared folder of a local or Dask executor (its storage_dir)")
+    return parent
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shared:
+    """Shared storage of jobs: a folder (a local or Dask storage_dir), else an S3 bucket (None: the deployment's)."""
+
+    folder: str | None = None
+    bucket: str | None = None
+
+
+def _where(args: argparse.Namespace, config: Config) -> _Shared | None:
+    """Where jobs live; None when there is no shared storage.
+
+    Explicit options first, then the configured backend: Lambda keeps jobs in its bucket, local and Dask in
+    storage_dir when one is set.
+    """
+    if args.storage_dir:
+        return _Shared(folder=args.storage_dir)
+    if args.bucket or aws_cli.names_a_deployment(args) or config.backend == "lambda":
+        return _Shared(bucket=args.bucket or config.bucket)
+    if config.storage_dir:
+        return _Shared(folder=config.storage_dir)
+    if config.bucket:
+        return _Shared(bucket=config.bucket)
+    return None
+
+
+def _job_storage(args: argparse.Namespace) -> tuple[Any, str]:
+    """The storage jobs live in: --storage-dir, else the configured backend's (a local folder or the S3 bucket)."""
+    config = load_config()
+    prefix = args.prefix or config.prefix
+    shared = _where(args, config)
+    if shared is None:
+        raise ConfigError(f"no shared storage to look in (backend {config.backend}): {NO_SHARED_STORAGE}. On "
+                          "Lambda, pass --bucket NAME or set it in the lambdamap config")
+    if shared.folder is not None:
+        from lambdamap.storage.local import LocalStorage
+
+        return LocalStorage(shared.folder), prefix
+    if shared.bucket is None:
+        raise ConfigError("no bucket to look in: pass --bucket NAME or set bucket in the lambdamap config")
+    try:
+        from lambdamap.aws.s3 import S3Storage
+    except ImportError as exc:
+        raise ConfigError(f"reading jobs from S3 needs boto3 ({exc}): pip install 'lambdamap[aws]'") from None
+    return S3Storage(shared.bucket, region=args.region or config.region,
+                     endpoint_url=args.endpoint_url or config.endpoint_url), prefix
 
 
 def add_cleanup(subparsers: Subparsers) -> None:
-    cleanup = subparsers.add_parser("cleanup", parents=[_aws_options()],
-                                    help="delete job objects (arguments and results) from the bucket")
+    cleanup = subparsers.add_parser(
+        "cleanup", parents=[_storage_options()],
+        help="delete job objects (arguments and results) from the shared storage: a folder or the bucket")
     cleanup.add_argument("--blobs", action="store_true",
                          help="also delete cached functions and shared objects (PREFIX/blobs/)")
     cleanup.set_defaults(handler=_cleanup)
 
 
 def _cleanup(args: argparse.Namespace) -> int:
-    from lambdamap.aws.deploy import cleanup
-
-    bucket, count = cleanup(_target(args), blobs=args.blobs)
-    _out(f"deleted {count} object(s) from s3://{bucket}")
-    return 0
-
-
-def add_destroy(subparsers: Subparsers) -> None:
-    destroy = subparsers.add_parser("destroy", parents=[_aws_options()],
-                                    help="remove the function, its layer versions and its role")
-    destroy.add_argument("--delete-bucket", action="store_true",
-                         help="also delete lambdamap's objects and the bucket (kept if it holds other objects)")
-    destroy.set_defaults(handler=_destroy)
-
-
-def _destroy(args: argparse.Namespace) -> int:
-    from lambdamap.aws.deploy import destroy
-
-    done = destroy(_target(args), delete_bucket=args.delete_bucket, log=_out)
-    if not done:
-        _out("nothing to remove")
-    _out("the client config still names this deployment: set backend = \"local\" in it (or delete it)")
-    return 0
-
-
-def _storage_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False, parents=[_aws_options()])
-    parent.add_argument("--storage-dir", help="the shared folder of a local or Dask executor (its storage_dir)")
-    return parent
-
-
-def _job_storage(args: argparse.Namespace) -> tuple[Any, str]:
-    """The storage jobs live in: --storage-dir, else the configured backend's (a local folder or the S3 bucket)."""
-    from lambdamap.config import load_config
-    from lambdamap.errors import ConfigError
+    from lambdamap.observe.jobs import delete_jobs
 
     config = load_config()
-    prefix = args.prefix or config.prefix
-    storage_dir = args.storage_dir or config.storage_dir
-    if storage_dir:
-        from lambdamap.storage.local import LocalStorage
+    shared = _where(args, config)
+    if shared is None:
+        out(f"nothing to clean up (backend {config.backend}, no storage_dir): each executor keeps its jobs in a "
+            "private temporary folder and removes it at shutdown")
+        return 0
+    if shared.folder is None:
+        # Lambda: the bucket may be found from the deployed function, so this goes through the AWS commands.
+        return aws_cli.lambda_cleanup(args)
+    from lambdamap.storage.local import LocalStorage
 
-        return LocalStorage(storage_dir), prefix
-    bucket = args.bucket or config.bucket
-    if bucket:
-        from lambdamap.aws.s3 import S3Storage
-
-        return S3Storage(bucket, region=args.region or config.region,
-                         endpoint_url=args.endpoint_url or config.endpoint_url), prefix
-    raise ConfigError("no shared storage to look in: pass --storage-dir DIR (the storage_dir of a local or Dask "
-                      "executor; the default temporary folder is private to one executor) or --bucket NAME, or set "
-                      "them in the lambdamap config")
+    count = delete_jobs(LocalStorage(shared.folder), args.prefix or config.prefix, blobs=args.blobs)
+    out(f"deleted {count} object(s) from {shared.folder}")
+    return 0
 
 
 def add_jobs(subparsers: Subparsers) -> None:
@@ -256,16 +198,15 @@ def _jobs(args: argparse.Namespace) -> int:
     storage, prefix = _job_storage(args)
     listing = list_jobs(storage, prefix)
     if not listing:
-        _out("no jobs in storage (finished jobs are removed unless run with keep=True)")
+        out("no jobs in storage (finished jobs are removed unless run with keep=True)")
         return 0
-    _out(f"{'job':<26} {'state':<9} {'invocations':>11} {'results':>8}")
+    out(f"{'job':<26} {'state':<9} {'invocations':>11} {'results':>8}")
     for job in listing:
-        _out(f"{job.job_id:<26} {job.state:<9} {job.invocations:>11} {job.results:>8}")
+        out(f"{job.job_id:<26} {job.state:<9} {job.invocations:>11} {job.results:>8}")
     return 0
 
 
 def _job(args: argparse.Namespace) -> int:
-    from lambdamap.errors import ConfigError
     from lambdamap.observe.jobs import describe_job, list_jobs
 
     storage, prefix = _job_storage(args)
@@ -274,20 +215,21 @@ def _job(args: argparse.Namespace) -> int:
         raise ConfigError(f"no job {args.job_id!r} in storage; `lambdamap jobs` lists the jobs there")
     job = listing[args.job_id]
     views = describe_job(storage, args.job_id, prefix)
-    _out(f"job {job.job_id}: {job.state}, {job.results} of {job.invocations} invocations reported")
-    _out(f"{'inv':>5} {'calls':>6} {'failed':>6} {'seconds':>8} {'warm':>5} {'MB':>6}  worker")
+    out(f"job {job.job_id}: {job.state}, {job.results} of {job.invocations} invocations reported")
+    out(f"{'inv':>5} {'calls':>6} {'failed':>6} {'seconds':>8} {'warm':>5} {'MB':>6}  worker")
     for v in views:
         seconds = "-" if v.seconds is None else f"{v.seconds:.3f}"
         memory = "-" if v.peak_memory_mb is None else f"{v.peak_memory_mb:.0f}"
-        _out(f"{v.invocation:>5} {v.calls:>6} {v.failed_calls:>6} {seconds:>8} {str(v.warm):>5} {memory:>6}  "
+        out(f"{v.invocation:>5} {v.calls:>6} {v.failed_calls:>6} {seconds:>8} {str(v.warm):>5} {memory:>6}  "
              f"{v.worker_id} ({v.platform})" + (f"  setup error: {v.setup_error}" if v.setup_error else ""))
     failed = sum(v.failed_calls for v in views)
-    _out(f"total: {sum(v.calls for v in views)} calls run, {failed} failed")
+    out(f"total: {sum(v.calls for v in views)} calls run, {failed} failed")
     return 0
 
 
 #: Every subcommand, in help order.
-COMMANDS: list[AddCommand] = [add_runtime, add_deploy, add_status, add_cleanup, add_destroy, add_jobs]
+COMMANDS: list[AddCommand] = [aws_cli.add_runtime, aws_cli.add_deploy, add_status, add_cleanup, aws_cli.add_destroy,
+                              add_jobs]
 
 
 def register_command(add: AddCommand) -> AddCommand:

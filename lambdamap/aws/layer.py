@@ -135,6 +135,26 @@ def check_target(python: str, arch: str) -> None:
         raise DeploymentError(f"unknown Lambda architecture {arch!r}: choose x86_64 or arm64 (--arch)")
 
 
+#: Packages whose current wheels need a newer glibc than Amazon Linux 2's 2.26, so Lambda's python3.11 runtime cannot
+#: load the versions a current client has installed (numpy 2.4, scipy 1.17 and scikit-learn 1.9 ship manylinux_2_27
+#: wheels at the oldest; pandas 3.1 still has manylinux_2_24 ones, but needs numpy).
+NEEDS_NEW_GLIBC = ("numpy", "scipy", "scikit-learn")
+#: The oldest glibc those wheels load on.
+NEW_GLIBC = (2, 27)
+
+
+def runtime_limitation(python: str, packages: Sequence[str]) -> str | None:
+    """Why Lambda's runtime for ``python`` cannot load current wheels of some of ``packages``, else None."""
+    glibc, os_name = LAMBDA_PYTHONS[python]
+    if glibc >= NEW_GLIBC:
+        return None
+    heavy = sorted({requirement_name(p) for p in packages} & set(NEEDS_NEW_GLIBC))
+    if not heavy:
+        return None
+    return (f"Lambda's python{python} runtime ({os_name}, glibc {glibc[0]}.{glibc[1]}) cannot load current "
+            f"{'/'.join(heavy)} wheels (they need glibc {NEW_GLIBC[0]}.{NEW_GLIBC[1]} or newer)")
+
+
 def platform_tags(python: str, arch: str) -> list[str]:
     """The manylinux platform tags whose wheels run on the Lambda runtime for ``python`` and ``arch``.
 
@@ -177,7 +197,8 @@ def resolve_requirements(packages: Sequence[str] = DEFAULT_PACKAGES, extra: Sequ
         name = requirement_name(req)
         if name in PROJECT_PACKAGES:
             raise DeploymentError(f"{name!r} is copied from this installation into every layer; do not list it")
-        bare = req == _NAME.match(req).group(0)
+        match = _NAME.match(req)
+        bare = match is not None and req == match.group(0)  # requirement_name() above rejected a non-match
         if bare and (match_client or name == "cloudpickle"):
             version = _installed_version(name)
             req = f"{name}=={version}" if version else name
@@ -253,11 +274,11 @@ def build_layer(
                         "(about 2.5 s slower for the scientific stack)")
     key = _cache_key(python, arch, requirements, interpreter is not None)
     cacheable = cache_dir is not None and all("==" in r for r in requirements)
-    cached_zip = Path(cache_dir) / f"deps-{key}.zip" if cacheable else None
+    cached_zip = Path(cache_dir) / f"deps-{key}.zip" if cache_dir is not None and cacheable else None
     cached_meta = cached_zip.with_suffix(".json") if cached_zip else None
-    from_cache = bool(cached_zip and cached_zip.is_file() and cached_meta and cached_meta.is_file())
+    from_cache = bool(cached_zip and cached_meta and cached_zip.is_file() and cached_meta.is_file())
     with tempfile.TemporaryDirectory(prefix="lambdamap-layer-") as tmp:
-        if from_cache:
+        if from_cache and cached_zip and cached_meta:
             deps_zip, versions = cached_zip, json.loads(cached_meta.read_text())["versions"]
         else:
             target = Path(tmp) / "python"
@@ -271,7 +292,7 @@ def build_layer(
                 versions["bytecode"] = "yes" if compiled else "no"
             deps_zip = Path(tmp) / "deps.zip"
             _zip_tree(target, "python", deps_zip)
-            if cached_zip:
+            if cached_zip and cached_meta:
                 cached_zip.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(deps_zip, cached_zip.with_suffix(".tmp"))
                 os.replace(cached_zip.with_suffix(".tmp"), cached_zip)

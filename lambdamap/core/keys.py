@@ -72,3 +72,35 @@ def job_id_from_key(key: str) -> str | None:
         if part == "jobs" and i + 1 < len(parts) - 1:
             return parts[i + 1]
     return None
+
+
+def root_prefix(prefix: str) -> str:
+    """Everything lambdamap stores under ``prefix``: blobs, jobs and staged runtime zips."""
+    return f"{prefix}/"
+
+
+def staged_layer_key(prefix: str, layer_name: str, code_sha256: str) -> str:
+    """Where ``lambdamap deploy`` stages a layer zip too big to upload directly (deleted once it is published)."""
+    return f"{prefix}/runtime/{layer_name}-{code_sha256[:16].replace('/', '_')}.zip"
+
+
+def attempt_marker_key(prefix: str, job_id: str, invocation: int, attempt: int) -> str:
+    """A backend's marker that an attempt of an invocation started: beside its args, so it goes with the job.
+
+    Not an args key: :func:`parse_job_key` does not count it as an invocation.
+    """
+    return f"{args_key(prefix, job_id, invocation)}.started-{attempt}"
+
+
+_JOB_OBJECT = re.compile(r"(?:^|/)jobs/([A-Za-z0-9_.-]{1,64})/(args|results)/([0-9]+)\.pkl$")
+
+
+def parse_job_key(key: str) -> tuple[str, str, int] | None:
+    """Inverse of :func:`args_key` and :func:`result_key`: ``(job_id, "args" | "results", invocation)``.
+
+    None for any other key, including other objects a backend keeps under a job (such as attempt markers).
+    """
+    match = _JOB_OBJECT.search(key)
+    if match is None:
+        return None
+    return match.group(1), match.group(2), int(match.group(3))

@@ -52,3 +52,20 @@ def test_jobs_usage_errors(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+def test_a_kept_dask_job_lists_its_invocations_once(dask_client, tmp_path, capsys, monkeypatch):
+    # The Dask backend keeps an attempt marker beside each invocation's args; counting every key under args/ as
+    # an invocation listed a job of 3 as 6, "running" for ever.
+    monkeypatch.setenv("LAMBDAMAP_CONFIG", str(tmp_path / "none.toml"))
+    store = tmp_path / "store"
+    with lambdamap.dask_executor(dask_client, storage_dir=str(store), progress=False) as pwex:
+        futures = pwex.map(abs, range(6), chunksize=2, keep=True)
+        lambdamap.wait(futures)
+        assert [f.result() for f in futures] == list(range(6))
+        job_id = futures[0].job_id
+        assert main(["jobs", "--storage-dir", str(store)]) == 0
+        rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+        assert rows[job_id] == ["finished", "3", "3"]
+        assert main(["job", job_id, "--storage-dir", str(store)]) == 0
+        assert "job " + job_id + ": finished, 3 of 3 invocations reported" in capsys.readouterr().out

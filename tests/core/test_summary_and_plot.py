@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import matplotlib.image
@@ -18,6 +20,15 @@ def test_lambda_cost_bills_per_started_millisecond_and_request():
     assert lambda_cost([1.0], 1024, architecture="arm64", pricing=pricing) == pytest.approx(0.5 + 0.25)
     default = lambda_cost([1.0] * 1000, 1024)  # 1000 GB-s at the published us-east-1 price + 1000 requests
     assert default == pytest.approx(1000 * 0.0000166667 + 1000 * 0.20 / 1e6)
+
+
+def test_pricing_lives_in_aws_and_summaries_do_not_import_boto3():
+    code = ("import sys, lambdamap, lambdamap.observe.summary as s, lambdamap.aws.pricing as p; "
+            "assert lambdamap.LambdaPricing is s.LambdaPricing is p.LambdaPricing; "
+            "assert lambdamap.lambda_cost is s.lambda_cost is p.lambda_cost; "
+            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("kwargs, fragment", [({"memory_mb": 64}, "128 to 10240"),
@@ -71,3 +82,38 @@ def test_plot_needs_finished_futures(tmp_path):
         fut = pwex.submit(time.sleep, 2)
         with pytest.raises(lambdamap.ConfigError, match="none of the futures has finished"):
             lambdamap.plot([fut], tmp_path / "x.png")
+
+
+def _tick_texts(ax, axis: str) -> list[str]:
+    """The tick labels ``axis`` of ``ax`` shows (major and minor, inside the view)."""
+    low, high = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    labels = ax.get_yticklabels(which="both") if axis == "y" else ax.get_xticklabels(which="both")
+    index = 1 if axis == "y" else 0
+    return [t.get_text() for t in labels
+            if t.get_visible() and t.get_text() and low <= t.get_position()[index] <= high]
+
+
+@pytest.mark.parametrize("n", [20, 2_000])
+def test_plot_labels_calls_and_counts_with_integers_and_names_job_and_backend(tmp_path, monkeypatch, n):
+    import matplotlib.figure
+
+    drawn = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):  # look at the figure plot() saves, whatever its layout
+        drawn.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    with lambdamap.local_executor(workers=2, progress=False) as pwex:
+        futures = pwex.map(abs, range(n), chunksize=1 if n == 20 else 10)
+        lambdamap.wait(futures)
+        lambdamap.plot(futures, tmp_path / "timeline.png")
+    (fig,) = drawn
+    titles = [fig._suptitle.get_text() if fig._suptitle else ""] + [ax.get_title() for ax in fig.axes]
+    assert any(futures[0].job_id in t and "on local" in t for t in titles), titles
+    # Call numbers and call counts (every y axis here) are whole numbers, written plainly: not 2.5, not 1.8x10^1.
+    labels = [text for ax in fig.axes for text in _tick_texts(ax, "y") if ax.get_ylabel() in (
+        "calls", "call (in submission order)")]
+    assert labels and all(text.replace(",", "").replace("\N{MINUS SIGN}", "-").isdigit() for text in labels), labels
+    assert any(ax.get_ylabel() == "worker" for ax in fig.axes)  # the one-row-per-worker view

@@ -107,7 +107,7 @@ def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aw
         assert s3.list_objects_v2(Bucket=bucket, Prefix="lambdamap/jobs/").get("KeyCount", 0) == 0
 
         monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-        assert cli.main(["destroy", "--delete-bucket"]) == 0
+        assert cli.main(["destroy", "--delete-bucket", "--yes"]) == 0
         out = capsys.readouterr().out
         assert "deleted the function lambdamap-runtime" in out and "deleted the role" in out
         assert f"deleted the bucket {bucket}" in out

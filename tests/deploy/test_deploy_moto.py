@@ -1,4 +1,4 @@
-"""`lambdamap.aws.deploy` against moto's in-process AWS: the API calls and the resources they leave behind.
+"""`lambdamap.aws.deploy` and `.manage` against moto's in-process AWS: the API calls and resources they leave behind.
 
 moto cannot run a handler (no Docker here); the end-to-end run through a deployed function is in
 test_deploy_e2e.py against MiniStack.
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import lambdamap
+from lambdamap.aws import clients, manage
 from lambdamap.aws import deploy as d
+from lambdamap.aws import iam as policies
 from lambdamap.aws.layer import MANIFEST_NAME, MAX_DIRECT_UPLOAD_BYTES, LayerBuild, inspect_layer
 from lambdamap.config import load_config, read_config_file
 from lambdamap.core.task import client_versions
@@ -30,8 +32,8 @@ MUTATING = {"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration
             "CreateRole", "CreateBucket", "UpdateAssumeRolePolicy", "PutFunctionEventInvokeConfig"}
 
 
-def _target(**kw) -> d.Target:
-    return d.Target(region=REGION, **kw)
+def _target(**kw) -> clients.Target:
+    return clients.Target(region=REGION, **kw)
 
 
 def _layer_version(lam, arn: str) -> dict:
@@ -74,11 +76,11 @@ def test_deploy_creates_bucket_role_layer_and_function_and_writes_the_config(ses
     assert layer["CompatibleRuntimes"] == [f"python{py}"] and layer["CompatibleArchitectures"] == ["x86_64"]
 
     role = iam.get_role(RoleName="lambdamap-runtime-role")["Role"]
-    assert d._document(role["AssumeRolePolicyDocument"]) == d.trust_policy()
+    assert policies.decode_policy_document(role["AssumeRolePolicyDocument"]) == policies.trust_policy()
     attached = iam.list_attached_role_policies(RoleName="lambdamap-runtime-role")["AttachedPolicies"]
-    assert [p["PolicyArn"] for p in attached] == [f"arn:aws:{d.BASIC_EXECUTION_POLICY}"]
-    inline = iam.get_role_policy(RoleName="lambdamap-runtime-role", PolicyName=d.INLINE_POLICY_NAME)
-    assert d._document(inline["PolicyDocument"]) == d.execution_policy(BUCKET)
+    assert [p["PolicyArn"] for p in attached] == [f"arn:aws:{policies.BASIC_EXECUTION_POLICY}"]
+    inline = iam.get_role_policy(RoleName="lambdamap-runtime-role", PolicyName=policies.INLINE_POLICY_NAME)
+    assert policies.decode_policy_document(inline["PolicyDocument"]) == policies.execution_policy(BUCKET)
 
     pab = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
     assert pab == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
@@ -175,25 +177,25 @@ def test_a_new_role_that_lambda_cannot_assume_yet_is_retried(session, minimal_la
 
 def test_other_peoples_function_role_and_buckets_are_left_alone(session, minimal_layer):
     iam, lam, s3 = (session.client(s) for s in ("iam", "lambda", "s3"))
-    iam.create_role(RoleName="lambdamap-theirs-role", AssumeRolePolicyDocument=json.dumps(d.trust_policy()))
+    iam.create_role(RoleName="lambdamap-theirs-role", AssumeRolePolicyDocument=json.dumps(policies.trust_policy()))
     with pytest.raises(DeploymentError, match="role named lambdamap-theirs-role exists and was not created by"):
         d.deploy(_target(function_name="lambdamap-theirs"), minimal_layer, session=session)
 
-    role = iam.create_role(RoleName="other", AssumeRolePolicyDocument=json.dumps(d.trust_policy()))["Role"]
+    role = iam.create_role(RoleName="other", AssumeRolePolicyDocument=json.dumps(policies.trust_policy()))["Role"]
     py = client_versions()["python"]
     lam.create_function(FunctionName="lambdamap-other", Runtime=f"python{py}", Role=role["Arn"], Handler="x.y",
                         Code={"ZipFile": d.function_code_zip()})
     with pytest.raises(DeploymentError, match="function named lambdamap-other exists and was not deployed"):
         d.deploy(_target(function_name="lambdamap-other"), minimal_layer, session=session)
     with pytest.raises(DeploymentError, match="lambdamap-other was not deployed by `lambdamap deploy`"):
-        d.destroy(_target(function_name="lambdamap-other"), session=session)
+        manage.destroy(_target(function_name="lambdamap-other"), session=session)
     assert lam.get_function(FunctionName="lambdamap-other")["Configuration"]["Handler"] == "x.y"
-    report = d.status(_target(function_name="lambdamap-other"), session=session)
+    report = manage.status(_target(function_name="lambdamap-other"), session=session)
     (problem,) = report.problems  # without an event invoke config Lambda retries failed events twice
     assert "retries failed asynchronous invocations 2 time(s)" in problem
     assert "put-function-event-invoke-config --function-name lambdamap-other --maximum-retry-attempts 0" in problem
     lam.put_function_event_invoke_config(FunctionName="lambdamap-other", **d.async_config())  # as template.yaml
-    report = d.status(_target(function_name="lambdamap-other"), session=session)  # e.g. deployed with SAM
+    report = manage.status(_target(function_name="lambdamap-other"), session=session)  # e.g. deployed with SAM
     assert report.ok, report.problems
     assert report.runtime_versions == {"python": py, "cloudpickle": "unknown", "lambdamap": "unknown"}
     assert any("does not record its cloudpickle and lambdamap" in n for n in report.notes)
@@ -215,21 +217,22 @@ def test_an_existing_bucket_keeps_its_other_lifecycle_rules_and_a_custom_prefix(
     assert set(rules) == {"keep-logs", d.LIFECYCLE_RULE_ID}
     assert rules[d.LIFECYCLE_RULE_ID]["Filter"] == {"Prefix": "team/a/jobs/"}
     inline = session.client("iam").get_role_policy(RoleName="lambdamap-runtime-role",
-                                                    PolicyName=d.INLINE_POLICY_NAME)
-    assert d._document(inline["PolicyDocument"]) == d.execution_policy("lambdamap-mine", "team/a")
+                                                    PolicyName=policies.INLINE_POLICY_NAME)
+    wanted = policies.execution_policy("lambdamap-mine", "team/a")
+    assert policies.decode_policy_document(inline["PolicyDocument"]) == wanted
     # The user's own keys stay; a stale endpoint from an earlier deployment goes.
     assert read_config_file(aws_env) == {"workers": 50, "backend": "lambda", "function_name": "lambdamap-runtime",
                                          "bucket": "lambdamap-mine", "region": REGION, "prefix": "team/a"}
 
 
 def test_status_reports_versions_and_mismatches(session, minimal_layer):
-    missing = d.status(_target(bucket=BUCKET), session=session)
+    missing = manage.status(_target(bucket=BUCKET), session=session)
     assert not missing.ok and missing.function is None
     assert any("does not exist" in p and "lambdamap deploy" in p for p in missing.problems)
     assert any(f"bucket {BUCKET} does not exist" in p for p in missing.problems)
 
     d.deploy(_target(), minimal_layer, session=session)
-    report = d.status(_target(), session=session)
+    report = manage.status(_target(), session=session)
     assert report.ok, report.problems
     assert report.runtime_versions == client_versions() and report.bucket == BUCKET and report.bucket_exists
     assert "ok: the runtime matches this client" in report.render()
@@ -237,7 +240,7 @@ def test_status_reports_versions_and_mismatches(session, minimal_layer):
     lam = session.client("lambda")
     arn = lam.get_function(FunctionName="lambdamap-runtime")["Configuration"]["FunctionArn"]
     lam.tag_resource(Resource=arn, Tags={"lambdamap:cloudpickle": "0.0.1"})
-    report = d.status(_target(), session=session)
+    report = manage.status(_target(), session=session)
     assert not report.ok
     (problem,) = report.problems
     assert "cloudpickle differs: runtime 0.0.1" in problem and "lambdamap deploy --python" in problem
@@ -249,7 +252,7 @@ def test_lambdas_own_retries_are_reported_and_turned_off_keeping_destinations(se
     # moto's PutFunctionEventInvokeConfig appends where AWS replaces (GET answers the first), so the state is
     # changed by deleting first, and what deploy sends is checked on the request.
     lam.delete_function_event_invoke_config(FunctionName="lambdamap-runtime")
-    report = d.status(_target(), session=session)
+    report = manage.status(_target(), session=session)
     (problem,) = report.problems
     assert "retries failed asynchronous invocations 2 time(s)" in problem and "run `lambdamap deploy`" in problem
     assert "(AWS defaults: no event invoke config)" in report.render()
@@ -257,7 +260,7 @@ def test_lambdas_own_retries_are_reported_and_turned_off_keeping_destinations(se
     session.recorder.clear()
     d.deploy(_target(), minimal_layer, session=session)
     assert "PutFunctionEventInvokeConfig" in session.recorder.operations()
-    report = d.status(_target(), session=session)
+    report = manage.status(_target(), session=session)
     assert report.ok, report.problems
     assert "async invocations: retried by Lambda 0 time(s), events kept up to 21600 s" in report.render()
 
@@ -265,7 +268,7 @@ def test_lambdas_own_retries_are_reported_and_turned_off_keeping_destinations(se
     dlq = f"arn:aws:sqs:{REGION}:{ACCOUNT}:lambdamap-failed"
     lam.put_function_event_invoke_config(FunctionName="lambdamap-runtime", MaximumRetryAttempts=1,
                                          DestinationConfig={"OnFailure": {"Destination": dlq}})
-    assert "1 time(s)" in d.status(_target(), session=session).problems[0]
+    assert "1 time(s)" in manage.status(_target(), session=session).problems[0]
     sent = []
     session.events.register("provide-client-params.lambda.PutFunctionEventInvokeConfig",
                             lambda params, **_: sent.append(dict(params)))
@@ -281,10 +284,10 @@ def test_cleanup_deletes_job_objects_only(session, minimal_layer):
     for key in ("lambdamap/jobs/j1/args/000000.pkl", "lambdamap/jobs/j1/results/000000.pkl",
                 "lambdamap/jobs/j2/args/000000.pkl", "lambdamap/blobs/abc.pkl", "notes/keep.txt"):
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
-    assert d.cleanup(_target(), session=session) == (BUCKET, 3)
+    assert manage.cleanup(_target(), session=session) == (BUCKET, 3)
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert sorted(left) == ["lambdamap/blobs/abc.pkl", "notes/keep.txt"]
-    assert d.cleanup(_target(), blobs=True, session=session) == (BUCKET, 1)
+    assert manage.cleanup(_target(), blobs=True, session=session) == (BUCKET, 1)
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["notes/keep.txt"]
 
 
@@ -295,7 +298,7 @@ def test_destroy_removes_function_layers_and_role_and_the_bucket_only_when_asked
     s3.put_object(Bucket=BUCKET, Key="notes/keep.txt", Body=b"x")
     s3.put_object(Bucket=BUCKET, Key="lambdamap/jobs/j/args/000000.pkl", Body=b"x")
 
-    done = d.destroy(_target(), session=session)
+    done = manage.destroy(_target(), session=session)
     assert "deleted the function lambdamap-runtime" in done
     assert "deleted 2 version(s) of the layer lambdamap-runtime-layer" in done
     assert "deleted the role lambdamap-runtime-role" in done and any("kept the bucket" in m for m in done)
@@ -307,19 +310,20 @@ def test_destroy_removes_function_layers_and_role_and_the_bucket_only_when_asked
     with pytest.raises(lam.exceptions.ResourceNotFoundException):  # its event invoke config went with it
         lam.get_function_event_invoke_config(FunctionName="lambdamap-runtime")
 
-    done = d.destroy(_target(bucket=BUCKET), delete_bucket=True, session=session)  # re-runnable
+    done = manage.destroy(_target(bucket=BUCKET), delete_bucket=True, session=session)  # re-runnable
     assert any("kept the bucket" in m and "notes/keep.txt" in m for m in done)
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["notes/keep.txt"]
     s3.delete_object(Bucket=BUCKET, Key="notes/keep.txt")
-    assert d.destroy(_target(bucket=BUCKET), delete_bucket=True, session=session) == [f"deleted the bucket {BUCKET}"]
+    done = manage.destroy(_target(bucket=BUCKET), delete_bucket=True, session=session)
+    assert done == [f"deleted the bucket {BUCKET}"]
     assert BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_bad_names_and_settings_are_refused_before_any_call():
     with pytest.raises(DeploymentError, match="invalid function name"):
-        d.Target(function_name="has space")
+        clients.Target(function_name="has space")
     with pytest.raises(DeploymentError, match="invalid bucket name 'Upper'"):
-        d.Target(bucket="Upper")
+        clients.Target(bucket="Upper")
     with pytest.raises(DeploymentError, match="memory must be 128 to 10240 MB"):
         d.FunctionSettings(memory_mb=64)
     with pytest.raises(DeploymentError, match="timeout must be 1 to 900 seconds"):
@@ -328,7 +332,7 @@ def test_bad_names_and_settings_are_refused_before_any_call():
 
 def test_missing_region_or_credentials_are_clear_errors(aws_env, minimal_layer, monkeypatch):
     with pytest.raises(DeploymentError, match="no AWS region: pass --region"):
-        d.deploy(d.Target(), minimal_layer)
+        d.deploy(clients.Target(), minimal_layer)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(DeploymentError, match="no AWS credentials found"):
@@ -380,12 +384,12 @@ def test_the_deployer_policy_lists_exactly_the_actions_deploy_calls(session, min
     d.deploy(_target(), arm, session=session)  # adopts the bucket, repairs the trust policy, changes architecture
     # (moto ignores Architectures in UpdateFunctionCode, so check the call rather than the result)
     assert ("lambda", "UpdateFunctionCode") in session.recorder.calls[before:]
-    d.status(_target(), session=session)
+    manage.status(_target(), session=session)
     session.client("s3").put_object(Bucket=BUCKET, Key="lambdamap/jobs/j/args/000000.pkl", Body=b"x")
-    d.cleanup(_target(), session=session)
-    d.destroy(_target(), delete_bucket=True, session=session)
+    manage.cleanup(_target(), session=session)
+    manage.destroy(_target(), delete_bucket=True, session=session)
 
     called = {_IAM_ACTION.get((svc, op), f"{svc}:{op}") for svc, op in session.recorder.calls} - {None}
-    granted = {a for s in d.deployer_policy()["Statement"] for a in _actions(s)}
+    granted = {a for s in policies.deployer_policy()["Statement"] for a in _actions(s)}
     assert called - granted == set(), "deploy calls actions the deployer policy does not grant"
     assert granted - called - set(_IMPLIED) == set(), "the deployer policy grants actions deploy never calls"

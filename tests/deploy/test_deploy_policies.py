@@ -1,5 +1,5 @@
-"""deploy/template.yaml passes cfn-lint and grants exactly what lambdamap/deploy.py grants; the deployer policy
-file is the one deploy.py defines."""
+"""deploy/template.yaml passes cfn-lint and grants exactly what lambdamap/aws/iam.py grants; the deployer policy
+file is the one lambdamap/aws/iam.py defines."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode_str
 
 from lambdamap.aws import deploy as d
+from lambdamap.aws import iam
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "template.yaml"
@@ -66,15 +67,15 @@ def rendered(template) -> dict:
 
 def test_the_templates_role_grants_what_deploy_grants(rendered):
     role = rendered["Role"]["Properties"]
-    assert role["AssumeRolePolicyDocument"] == d.trust_policy()
-    assert role["ManagedPolicyArns"] == [f"arn:aws:{d.BASIC_EXECUTION_POLICY}"]
+    assert role["AssumeRolePolicyDocument"] == iam.trust_policy()
+    assert role["ManagedPolicyArns"] == [f"arn:aws:{iam.BASIC_EXECUTION_POLICY}"]
     (policy,) = role["Policies"]
-    assert policy["PolicyName"] == d.INLINE_POLICY_NAME
-    assert policy["PolicyDocument"] == d.execution_policy("BUCKET", "lambdamap", "aws")
+    assert policy["PolicyName"] == iam.INLINE_POLICY_NAME
+    assert policy["PolicyDocument"] == iam.execution_policy("BUCKET", "lambdamap", "aws")
 
 
 def test_the_execution_policy_is_least_privilege():
-    policy = d.execution_policy("my-bucket", "pfx", "aws-cn")
+    policy = iam.execution_policy("my-bucket", "pfx", "aws-cn")
     objects, listing = policy["Statement"]
     assert objects["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     assert objects["Resource"] == "arn:aws-cn:s3:::my-bucket/pfx/*"
@@ -110,7 +111,7 @@ def test_the_templates_bucket_function_and_layer(rendered, template):
 
 def test_the_deployer_policy_file_is_the_one_deploy_defines():
     on_disk = json.loads(DEPLOYER_POLICY.read_text())  # valid JSON
-    assert on_disk == d.deployer_policy()
+    assert on_disk == iam.deployer_policy()
     actions = [a for s in on_disk["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str)
                                                          else s["Action"])]
     assert len(actions) == len(set(actions)) or all(  # an action may repeat only under another condition
