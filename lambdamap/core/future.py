@@ -8,6 +8,7 @@ built on them work unchanged.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib.util
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -139,9 +140,13 @@ def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
     """A tqdm bar on a terminal or in a notebook (after one second), or None."""
     if progress is False or total == 0:
         return None
-    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) and not _in_notebook():
+    notebook = _in_notebook()
+    if progress is None and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) and not notebook:
         return None
-    from tqdm.auto import tqdm
+    if notebook and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm  # the widget; without ipywidgets tqdm would only warn and print text
+    else:
+        from tqdm.std import tqdm  # type: ignore[assignment]
 
     return tqdm(total=total, desc=desc, unit="call", delay=0 if progress else 1.0, leave=False)
 

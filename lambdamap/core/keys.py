@@ -89,7 +89,17 @@ def attempt_marker_key(prefix: str, job_id: str, invocation: int, attempt: int) 
 
     Not an args key: :func:`parse_job_key` does not count it as an invocation.
     """
-    return f"{args_key(prefix, job_id, invocation)}.started-{attempt}"
+    return attempt_marker_of(args_key(prefix, job_id, invocation), attempt)
+
+
+def attempt_marker_of(args_key: str, attempt: int) -> str:
+    """:func:`attempt_marker_key` from the invocation's args key (what a worker's task spec carries)."""
+    return f"{args_key}.started-{attempt}"
+
+
+def preflight_key(prefix: str) -> str:
+    """A throwaway object a backend's preflight writes to check that its workers read the same storage."""
+    return job_prefix(prefix, new_job_id()) + "preflight.bin"
 
 
 _JOB_OBJECT = re.compile(r"(?:^|/)jobs/([A-Za-z0-9_.-]{1,64})/(args|results)/([0-9]+)\.pkl$")

@@ -4,6 +4,7 @@ on a worker, and its remote traceback names the cell and shows the cell's source
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -16,6 +17,7 @@ def kernel(tmp_path):
 
     env = {**os.environ, "LAMBDAMAP_BACKEND": "local", "LAMBDAMAP_CONFIG": str(tmp_path / "none.toml")}
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env=env, startup_timeout=120)
+    client.parent = manager  # the tests interrupt the kernel through its manager, as Jupyter's stop button does
     try:
         yield client
     finally:
@@ -49,3 +51,24 @@ def test_cell_function_traceback_names_the_cell_and_its_source(kernel):
     assert "ipykernel_" in out and ", line 3, in scale\n    return factor / (x - 3)  # cell source line" in out, out
     assert "<dynamic-code>" not in out
     assert out.rstrip().endswith("[10.0, 5.0]")
+
+
+def test_interrupting_a_cell_cancels_the_job_and_the_next_map_is_not_stuck_behind_it(kernel):
+    run_cell(kernel, "import time, lambdamap\npwex = lambdamap.default_executor(workers=2)")
+    msg_id = kernel.execute("futures = pwex.map(time.sleep, [1.0] * 40, chunksize=1)\n"
+                            "lambdamap.get_all_results(futures)")
+    time.sleep(2.0)
+    kernel_manager_interrupt(kernel)
+    reply = kernel.get_shell_msg(timeout=60)
+    assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    start = time.monotonic()
+    out = run_cell(kernel, "print(lambdamap.get_all_results(pwex.map(abs, [-1, -2])))\n"
+                           "print(sum(f.cancelled() for f in futures) > 30, all(f.done() for f in futures))\n"
+                           "print(lambdamap.default_executor(workers=2) is pwex)")
+    assert time.monotonic() - start < 10  # was 18 s: waiting behind the abandoned calls
+    assert out.splitlines()[-3:] == ["[1, 2]", "True True", "True"], out
+
+
+def kernel_manager_interrupt(client) -> None:
+    client.parent.interrupt_kernel()

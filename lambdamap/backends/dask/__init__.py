@@ -79,7 +79,7 @@ def preflight(client: Any, storage: Any, prefix: str, timeout: float) -> dict[st
     from lambdamap.core.serialize import digest
 
     data = secrets.token_bytes(16)
-    key = keys.job_prefix(prefix, keys.new_job_id()) + "preflight.bin"
+    key = keys.preflight_key(prefix)
     storage.put(key, data)
     try:
         future = client.submit(_probe, storage.location(), key, pure=False)

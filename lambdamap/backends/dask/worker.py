@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lambdamap.core import keys
 from lambdamap.core.task import TaskSpec, client_versions
 
 
@@ -17,7 +18,7 @@ class EarlierRunLost(Exception):
 
 def _marker_key(spec: TaskSpec) -> str:
     # Beside the invocation's args, inside the job's prefix: removed with the job's objects.
-    return f"{spec.args_key}.started-{spec.attempt}"
+    return keys.attempt_marker_of(spec.args_key, spec.attempt)
 
 
 def _worker_address() -> str:
