@@ -24,6 +24,7 @@ from lambdamap.core.future import (  # noqa: E402
     wait,
 )
 from lambdamap.core.shared import ObjectRef  # noqa: E402
+from lambdamap.core.streaming import as_completed  # noqa: E402
 from lambdamap.errors import (  # noqa: E402
     ConfigError,
     DeploymentError,
@@ -49,7 +50,7 @@ __all__ = [
     "PreflightError", "RemoteTraceback", "SerializationError", "StorageError", "TaskError", "TaskTimeoutError",
     "VersionMismatchError", "WorkerLostError", "__version__", "dask_executor", "default_executor",
     "get_all_results", "lambda_cost", "lambda_executor", "load_config", "local_executor", "plot", "summarize", "wait",
-    "LocalStorage", "S3Storage", "Storage",
+    "LocalStorage", "S3Storage", "Storage", "as_completed",
 ]
 
 # Imported on first use, so that `import lambdamap` never imports boto3.

@@ -130,6 +130,7 @@ class LocalInvoker(Invoker):
         self._wake_r, self._wake_w = os.pipe()
         self._workers: list[_Worker] = []
         self._thread: threading.Thread | None = None
+        self._cancelled: set[tuple[str, int, int]] = set()
 
     # -- Invoker API --------------------------------------------------------------------------------------------
     def start(self, sink: InvocationSink) -> None:
@@ -161,12 +162,20 @@ class LocalInvoker(Invoker):
     def cancel(self, specs: list[TaskSpec]) -> None:
         """Kill the workers running these invocations, all at once; the dispatcher reports them lost (their futures
         are already cancelled) and starts fresh processes."""
-        wanted = {(spec.job_id, spec.invocation) for spec in specs}
-        for worker in list(self._workers):
+        with self._lock:
+            self._cancelled.update((spec.job_id, spec.invocation, spec.attempt) for spec in specs)
+        self._wake()  # the dispatcher kills them: only it knows that a worker still runs *that* invocation
+
+    def _kill_cancelled(self) -> None:
+        with self._lock:
+            wanted, self._cancelled = self._cancelled, set()
+        if not wanted:
+            return
+        for worker in self._workers:
             spec = worker.spec
-            if spec is not None and (spec.job_id, spec.invocation) in wanted:
+            if spec is not None and (spec.job_id, spec.invocation, spec.attempt) in wanted:
                 with contextlib.suppress(OSError):
-                    worker.process.kill()
+                    worker.process.kill()  # its death is noticed through its sentinel; no new work meanwhile
 
     @property
     def pids(self) -> list[int]:
@@ -250,6 +259,7 @@ class LocalInvoker(Invoker):
 
     def _dispatch(self) -> None:
         while not self._closed:
+            self._kill_cancelled()
             self._assign()
             deadlines = [w.deadline for w in self._workers if w.deadline is not None]
             if any(w.spec is not None for w in self._workers):

@@ -414,8 +414,11 @@ class Collector:
         inv.job.storage_requests += 1
         report = records.report(record)
         outcomes = records.decode(record, [fut.call_id for fut in inv.futures], inv.job.job_id)
+        outputs = getattr(record, "outputs", None) or {}
         for fut, (function_times, error, value) in zip(inv.futures, outcomes, strict=True):
             fut._report, fut._received = report, received
+            if outputs:
+                fut._output = outputs.get(fut.call_id, "")
             if function_times is not None:
                 fut._function_times = function_times
             if fut.done():

@@ -25,11 +25,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lambdamap.backends.base import Invoker
 from lambdamap.core import keys, lifecycle
+from lambdamap.core.calls import Call, guided_chunks, map_calls, starmap_calls
 from lambdamap.core.collector import Collector, Invocation, JobState
 from lambdamap.core.future import Future, get_all_results
 from lambdamap.core.gcpause import paused_gc
@@ -40,10 +41,10 @@ from lambdamap.errors import ConfigError, ExecutorShutdownError
 from lambdamap.storage.base import Storage
 
 if TYPE_CHECKING:
+    from lambdamap.core.compat import StandardExecutor
     from lambdamap.observe.summary import JobSummary
 
 T = TypeVar("T")
-Call = tuple[tuple[Any, ...], dict[str, Any]]
 
 #: Invocations per unit of parallelism the automatic chunksize aims at (more = better balance, more overhead).
 CHUNKS_PER_WORKER = 4
@@ -61,6 +62,18 @@ def _check_count(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _check_retry_on(retry_on: Any, retries: int) -> tuple[type[BaseException], ...]:
+    if isinstance(retry_on, type):
+        retry_on = (retry_on,)
+    if not isinstance(retry_on, (tuple, list)) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+        raise ConfigError(f"retry_on must be a tuple of exception types, e.g. (ConnectionError, TimeoutError), got "
+                          f"{retry_on!r}")
+    if retry_on and retries == 0:
+        raise ConfigError("retry_on needs retries >= 1: how many times a call may be re-run")
+    return tuple(retry_on)
 
 
 def _check_env(extra_env: Any) -> dict[str, str] | None:
@@ -113,25 +126,47 @@ class Executor:
         return self.invoker.workers
 
     # -- public API ---------------------------------------------------------------------------------------------
-    def map(self, fn: Callable[[Any], T], iterable: Iterable[Any], *, chunksize: int | None = None,
-            timeout: float | None = None, retries: int = 0, extra_env: dict[str, str] | None = None,
+    def map(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None,
+            timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
+            backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
             keep: bool = False) -> list[Future[T]]:
-        """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers; return one future per call, in order.
+        """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers (``fn(x, y)`` for ``map(fn, xs, ys)``, which
+        zips equal-length iterables); return one future per call, in order.
 
         ``chunksize`` calls run in one invocation (default: enough invocations to keep every worker busy a few
-        times over; 1 when ``timeout`` is set). ``timeout`` is the seconds one call may run before it fails with
-        :class:`TaskTimeoutError` (an invocation of k calls gets k times that). ``retries`` re-runs invocations
-        whose worker was lost or timed out (never a call whose function raised). ``extra_env`` sets environment
-        variables on the worker while the calls run. ``keep=True`` keeps the job's objects in storage.
+        times over, the first ones small so results start arriving at once; 1 when ``timeout`` is set).
+        ``timeout`` is the seconds one call may run before it fails with :class:`TaskTimeoutError` (an invocation
+        of k calls gets k times that). ``retries`` re-runs invocations whose worker was lost or timed out, and with
+        ``retry_on=(ExceptionType, ...)`` also calls whose function raised one of those types, after ``backoff``
+        seconds doubling each time (with jitter); never other exceptions. ``extra_env`` sets environment variables
+        on the worker while the calls run. ``capture_output`` keeps what each call prints (``future.output``).
+        ``keep=True`` keeps the job's objects in storage.
         """
-        if isinstance(iterable, (str, bytes)):
-            raise ConfigError("map() got a string as iterable: pass a list of inputs (wrap it: [text])")
-        try:
-            items = list(iterable)
-        except TypeError:
-            raise ConfigError(f"map() needs an iterable of inputs, got {type(iterable).__name__}") from None
-        return self._submit_job(fn, [((x,), {}) for x in items], chunksize=chunksize, timeout=timeout,
-                                retries=retries, extra_env=extra_env, keep=keep)
+        calls = map_calls(fn, iterables) if callable(fn) else []
+        return self._submit_job(fn, calls, chunksize=chunksize, timeout=timeout, retries=retries,
+                                retry_on=retry_on, backoff=backoff, extra_env=extra_env,
+                                capture_output=capture_output, keep=keep)
+
+    def starmap(self, fn: Callable[..., T], iterable: Iterable[Any], **options: Any) -> list[Future[T]]:
+        """``fn(*item)`` for each tuple item, ``fn(**item)`` for each dict item; options as :meth:`map`."""
+        return self._submit_job(fn, starmap_calls(iterable), **options)
+
+    def imap(self, fn: Callable[..., T], *iterables: Iterable[Any], ordered: bool = True,
+             return_exceptions: bool = False, window: int | None = None, **options: Any) -> Iterator[T]:
+        """Results as an iterator, submitted lazily: at most ``window`` calls (default: 64 per worker) are
+        outstanding, so an endless generator maps in bounded memory. ``ordered=False`` yields in completion order.
+        A failed call raises when reached (or is yielded as its exception with ``return_exceptions=True``)."""
+        from lambdamap.core.streaming import imap
+
+        return imap(self, fn, iterables, ordered=ordered, return_exceptions=return_exceptions,
+                    window=window, options=options)
+
+    def as_standard_executor(self) -> StandardExecutor:
+        """This executor as a :class:`concurrent.futures.Executor` (``map`` yields results, ``timeout`` bounds the
+        wait), for libraries that take one."""
+        from lambdamap.core.compat import StandardExecutor
+
+        return StandardExecutor(self)
 
     def call_async(self, fn: Callable[[Any], T], arg: Any, **options: Any) -> Future[T]:
         """PyWren style: run ``fn(arg)`` on a worker and return its future."""
@@ -304,28 +339,40 @@ class Executor:
         return max(1, math.ceil(n / (max(1, self.invoker.workers) * CHUNKS_PER_WORKER)))
 
     def _submit_job(self, fn: Callable[..., Any], calls: Sequence[Call], *, chunksize: int | None = None,
-                    timeout: float | None = None, retries: int = 0, extra_env: dict[str, str] | None = None,
+                    timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
+                    backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
                     keep: bool = False) -> list[Future[T]]:
         self._check_open()
         if not callable(fn):
             raise ConfigError(f"fn must be callable, got {type(fn).__name__} {fn!r}")
         timeout = _check_positive_number("timeout", timeout)
         retries = _check_count("retries", retries, 0)
+        retry_on = _check_retry_on(retry_on, retries)
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff < math.inf:
+            raise ConfigError(f"backoff must be a number of seconds >= 0, got {backoff!r}")
         extra_env = _check_env(extra_env)
-        if not isinstance(keep, bool):
-            raise ConfigError(f"keep must be True or False, got {keep!r}")
+        for name, flag in (("keep", keep), ("capture_output", capture_output)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, got {flag!r}")
         size = self._chunksize(len(calls), chunksize, timeout)
+        sizes = guided_chunks(len(calls), size) if chunksize is None else [size] * math.ceil(len(calls) / size)
+        options = {"retry_on": retry_on, "retries": retries, "backoff": float(backoff),
+                   "capture_output": capture_output} if retry_on or not capture_output else {}
 
         # Serialize everything before storing anything.
         func_data = dumps_function(fn)
-        chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
-        payloads = [dumps_calls(chunk, n * size, extra_env) for n, chunk in enumerate(chunks)]
+        chunks, starts, start = [], [], 0
+        for n in sizes:
+            chunks.append(calls[start:start + n])
+            starts.append(start)
+            start += n
+        payloads = [dumps_calls(chunk, first, extra_env, options) for chunk, first in zip(chunks, starts, strict=True)]
 
         with paused_gc():  # building many futures would make the cyclic GC rescan the heap over and over
-            return self._store_and_invoke(func_data, chunks, payloads, size, timeout, retries, keep)
+            return self._store_and_invoke(func_data, chunks, starts, payloads, timeout, retries, keep)
 
-    def _store_and_invoke(self, func_data: bytes, chunks: list[Sequence[Call]], payloads: list[bytes], size: int,
-                          timeout: float | None, retries: int, keep: bool) -> list[Future]:
+    def _store_and_invoke(self, func_data: bytes, chunks: list[Sequence[Call]], starts: list[int],
+                          payloads: list[bytes], timeout: float | None, retries: int, keep: bool) -> list[Future[T]]:
         job_id = keys.new_job_id()
         func_key = self._put_blob(func_data)
         job = JobState(job_id=job_id, prefix=self.prefix, keep=keep, func_key=func_key, func_data=func_data,
@@ -345,11 +392,11 @@ class Executor:
             job.storage_requests += 1
             spec = TaskSpec(
                 job_id=job_id, invocation=n, storage=self.storage.location(), func_key=func_key,
-                args_key=args_key, result_key=keys.result_key(self.prefix, job_id, n), call_start=n * size,
+                args_key=args_key, result_key=keys.result_key(self.prefix, job_id, n), call_start=starts[n],
                 call_count=len(chunk), versions=self._versions,
                 timeout=None if timeout is None else timeout * len(chunk),
             )
-            futures: list[Future[Any]] = [Future(job_id, n * size + i, submitted, n) for i in range(len(chunk))]
+            futures: list[Future[Any]] = [Future(job_id, starts[n] + i, submitted, n) for i in range(len(chunk))]
             invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))
         futures_out = [fut for inv in invocations for fut in inv.futures]  # before a fast job's end clears them
         self._collector.register(job, invocations)

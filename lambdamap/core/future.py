@@ -10,7 +10,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib.util
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -75,6 +74,20 @@ class Future(cf.Future[T], Generic[T]):
         self._received: float | None = None
         self._stats: CallStats | None = None
         self._job: Any = None  # the collector's JobState: kept alive (for summaries) only while futures are held
+        self._output = ""
+
+    @property
+    def output(self) -> str:
+        """What the call printed (stdout, stderr) and logged on its worker, up to 64 KiB; "" until it is done."""
+        return self._output
+
+    def succeeded(self) -> bool:
+        """Done without an exception (PyWren's name)."""
+        return self.done() and not self.cancelled() and self.exception(timeout=0) is None
+
+    def errored(self) -> bool:
+        """Done with an exception or cancelled (PyWren's name)."""
+        return self.done() and (self.cancelled() or self.exception(timeout=0) is not None)
 
     def result(self, timeout: float | None = None) -> T:
         try:
@@ -146,7 +159,7 @@ def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
     if notebook and importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.notebook import tqdm  # the widget; without ipywidgets tqdm would only warn and print text
     else:
-        from tqdm.std import tqdm  # type: ignore[assignment]
+        from tqdm.std import tqdm
 
     return tqdm(total=total, desc=desc, unit="call", delay=0 if progress else 1.0, leave=False)
 
@@ -196,16 +209,33 @@ def _wait(futures: list[cf.Future[T]], return_when: str, timeout: float | None,
 
 
 def get_all_results(
-    futures: Sequence[cf.Future[T]], timeout: float | None = None, progress: bool | None = None
-) -> list[T]:
+    futures: Sequence[cf.Future[T]], timeout: float | None = None, progress: bool | None = None, *,
+    return_exceptions: bool = False,
+) -> list[Any]:
     """Wait for every future and return their results in input order.
 
-    The first failed call's exception is raised (with the remote traceback as ``__cause__``). ``timeout`` bounds the
-    whole wait and raises :class:`TimeoutError` when it runs out.
+    A failed call's exception is raised: the first failure in input order, with a note naming its call and input
+    and counting the other failures (the remote traceback is its ``__cause__``). ``return_exceptions=True`` returns
+    each failed call's exception in its place instead. ``timeout`` bounds the whole wait and raises
+    :class:`TimeoutError` when it runs out.
     """
     futures = list(futures)
-    deadline = None if timeout is None else time.monotonic() + timeout
     _, not_done = wait(futures, ALL_COMPLETED, timeout=timeout, progress=progress)
     if not_done:
         raise TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout} s")
-    return [f.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic())) for f in futures]
+    results: list[Any] = []
+    failed: list[int] = []
+    for i, f in enumerate(futures):
+        try:
+            results.append(f.result(timeout=0))  # all are done: this never waits
+        except BaseException as exc:  # noqa: BLE001 - the call's own exception (or CancelledError), kept in place
+            failed.append(i)
+            results.append(exc)
+    if failed and not return_exceptions:
+        first: BaseException = results[failed[0]]
+        note = (f"lambdamap: {len(failed) - 1} other call(s) of these {len(futures)} failed too (first indexes: "
+                f"{failed[1:6]}); get_all_results(futures, return_exceptions=True) returns each exception in place")
+        if len(failed) > 1 and note not in getattr(first, "__notes__", ()):
+            first.add_note(note)
+        raise first
+    return results

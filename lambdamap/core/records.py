@@ -3,6 +3,7 @@ its invocation. Pure functions of a record; the collector applies them to future
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,33 +23,54 @@ def report(record: ResultRecord) -> InvocationReport:
 
 
 def decode(record: ResultRecord, call_ids: Sequence[int], job_id: str) -> list[Outcome]:
-    """The outcome of each of ``call_ids`` (calls of this record's invocation), in that order."""
+    """The outcome of each of ``call_ids`` (calls of this record's invocation), in that order. Each value is
+    unpickled on its own, so one that cannot be fails only its call."""
     setup_error = rebuild_error(record.setup_error, record.setup_traceback, record.setup_error_type,
                                 record.setup_error_message) if record.setup_error_type else None
-    try:
-        values = loads(record.values) if record.values is not None else []
-        values_error = None
-    except BaseException as exc:  # noqa: BLE001 - a __reduce__ raising SystemExit fails the calls, not the client
-        values, values_error = [], exc
+    legacy: list[Any] | None = None
+    legacy_error: BaseException | None = None
+    if isinstance(record.values, bytes):  # a record of an earlier release: one pickled list
+        try:
+            legacy = loads(record.values)
+        except BaseException as exc:  # noqa: BLE001 - a __reduce__ raising SystemExit fails the calls, not us
+            legacy_error = exc
     times, ran = record.times, record.calls_run
+    outputs = getattr(record, "outputs", None) or {}
     outcomes: list[Outcome] = []
     for call_id in call_ids:
         offset = call_id - record.call_start
         function_times = (times[2 * offset], times[2 * offset + 1]) if 0 <= offset < ran else None
         error = record.errors.get(call_id)
         if error is not None:
-            outcomes.append((function_times, rebuild_error(error.error, error.traceback, error.error_type,
-                                                           error.error_message), None))
-        elif values_error is not None and offset < ran:
-            outcomes.append((function_times, unpickle_error(call_id, values_error), None))
-        elif 0 <= offset < len(values):
-            outcomes.append((function_times, None, values[offset]))
+            error_exc = rebuild_error(error.error, error.traceback, error.error_type, error.error_message)
+            _note(error_exc, call_id, job_id, getattr(error, "input_repr", None), outputs.get(call_id))
+            outcomes.append((function_times, error_exc, None))
+        elif 0 <= offset < ran:
+            try:
+                if legacy_error is not None:
+                    raise legacy_error
+                value = legacy[offset] if legacy is not None else record.value(offset)
+            except BaseException as exc:  # noqa: BLE001 - contained: this call fails, the others do not
+                outcomes.append((function_times, unpickle_error(call_id, exc), None))
+            else:
+                outcomes.append((function_times, None, value))
         elif setup_error is not None:
             outcomes.append((function_times, setup_error, None))
         else:
             outcomes.append((function_times, WorkerLostError(
-                f"call {call_id} of job {job_id}: the worker's record has no outcome for this call"), None))
+                f"call {call_id} of job {job_id} did not run: its invocation ended before reaching it"), None))
     return outcomes
+
+
+def _note(exc: BaseException, call_id: int, job_id: str, input_repr: str | None, output: str | None) -> None:
+    """Name the failed call (and its input) on its exception, and show what it printed: a user finds the bad input
+    without looping over every future."""
+    with contextlib.suppress(Exception):
+        where = f"lambdamap: raised by call {call_id} of job {job_id}"
+        exc.add_note(where + (f", input ({input_repr})" if input_repr is not None else ""))
+        if output:
+            tail = output if len(output) <= 2000 else "...\n" + output[-2000:]
+            exc.add_note("lambdamap: the call printed:\n" + tail.rstrip("\n"))
 
 
 def summary_row(record: ResultRecord, nbytes: int) -> dict[str, Any]:
@@ -81,5 +103,6 @@ def rebuild_error(data: bytes | None, tb: RemoteTrace | str | None, type_name: s
 def unpickle_error(call_id: int, exc: BaseException) -> BaseException:
     err = SerializationError(f"the result of call {call_id} cannot be unpickled on the client: "
                              f"{type(exc).__name__}: {exc}. Install the packages the result needs here")
-    err.__cause__ = exc
+    if isinstance(exc, Exception):  # a SystemExit or KeyboardInterrupt is reported, never chained to be re-raised
+        err.__cause__ = exc
     return err

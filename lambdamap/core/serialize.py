@@ -7,6 +7,7 @@ pickled by reference as usual.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -16,7 +17,8 @@ import sys
 import sysconfig
 import threading
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -109,8 +111,9 @@ def _dumps(obj: Any) -> bytes:
         return file.getvalue()
 
 
-def _pickle(obj: Any) -> bytes:
-    """cloudpickle ``obj`` with every local module pickled by value, so remote workers need none of its files."""
+@contextlib.contextmanager
+def _by_value_modules() -> Iterator[None]:
+    """Register every local module for pickling by value while pickling, and unregister exactly those after."""
     with _by_value_lock:
         # One module can be loaded under two names (a spawned process's ``__main__`` is also ``__mp_main__``):
         # register each name once, and unregister exactly what was registered here, so the finally never raises.
@@ -119,11 +122,17 @@ def _pickle(obj: Any) -> bytes:
         for module in added.values():
             cloudpickle.register_pickle_by_value(module)
         try:
-            return _dumps(obj)
+            yield
         finally:
             for name, module in added.items():
                 if name in cloudpickle.list_registry_pickle_by_value():
                     cloudpickle.unregister_pickle_by_value(module)
+
+
+def _pickle(obj: Any) -> bytes:
+    """cloudpickle ``obj`` with every local module pickled by value, so remote workers need none of its files."""
+    with _by_value_modules():
+        return _dumps(obj)
 
 
 def dumps_function(fn: Callable[..., Any]) -> bytes:
@@ -139,27 +148,82 @@ def dumps_function(fn: Callable[..., Any]) -> bytes:
         ) from exc
 
 
-def dumps_calls(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], first_call_id: int,
-                extra_env: dict[str, str] | None = None) -> bytes:
-    """Pickle one invocation's payload: the (args, kwargs) of its calls and the extra environment.
+@dataclass(frozen=True)
+class Frames:
+    """Items pickled one by one into one buffer: ``blob[ends[i-1]:ends[i]]`` is item ``i``. Unpickling them one at a
+    time means one bad item fails alone, while the whole list still costs one buffer and one pickler."""
 
-    On failure, name the first call and argument that cannot be pickled.
+    blob: bytes
+    ends: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def load(self, index: int) -> Any:
+        start = self.ends[index - 1] if index else 0
+        return pickle.loads(memoryview(self.blob)[start:self.ends[index]])
+
+
+def dumps_each(items: Sequence[Any]) -> tuple[Frames, dict[int, BaseException]]:
+    """Pickle each item on its own (local modules by value); return the frames and, per index, why an item could not
+    be pickled (that item's frame is empty). A ``__reduce__`` that raises ``SystemExit`` fails only its item."""
+    failures: dict[int, BaseException] = {}
+    ends: list[int] = []
+    with _by_value_modules(), io.BytesIO() as file:
+        pickler = _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL)
+        for index, item in enumerate(items):
+            start = file.tell()
+            try:
+                pickler.dump(item)
+            except BaseException as exc:  # noqa: BLE001 - reported per item, never raised from here
+                failures[index] = exc
+                file.seek(start)
+                file.truncate()
+                pickler = _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL)  # its state is unknown after a failure
+            else:
+                pickler.clear_memo()  # each item stands alone
+            ends.append(file.tell())
+        return Frames(file.getvalue(), tuple(ends)), failures
+
+
+def describe_pickle_failure(exc: BaseException) -> str:
+    """Why pickling failed, in words that point at the fix."""
+    if isinstance(exc, MemoryError):
+        return "memory ran out while pickling it (MemoryError): return or pass less data per call"
+    if isinstance(exc, RecursionError):
+        return f"it is nested too deeply to pickle ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def dumps_calls(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], first_call_id: int,
+                extra_env: dict[str, str] | None = None, options: dict[str, Any] | None = None) -> bytes:
+    """Pickle one invocation's payload: each call's (args, kwargs) on its own (so one argument the worker cannot
+    unpickle fails only its call), the extra environment and per-call options (e.g. ``retry_on``).
+
+    An argument that cannot be pickled here is bad input: raise a :class:`SerializationError` naming the call and
+    the argument, before anything is sent.
     """
+    frames, failures = dumps_each(calls)
+    if failures:
+        offset, batch_exc = min(failures.items())
+        args, kwargs = calls[offset]
+        for label, value in [*((f"positional argument {i}", a) for i, a in enumerate(args)),
+                             *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
+            _, value_failures = dumps_each([value])
+            if value_failures:
+                exc = value_failures[0]
+                raise SerializationError(
+                    f"argument of call {first_call_id + offset} ({label}, type {type(value).__name__}) cannot be "
+                    f"pickled: {describe_pickle_failure(exc)}. Pass plain data (numbers, strings, numpy arrays, "
+                    "pandas frames, picklable objects) and create resources inside the function"
+                ) from (exc if isinstance(exc, Exception) else None)
+        raise SerializationError(f"the arguments of call {first_call_id + offset} cannot be pickled: "
+                                 f"{describe_pickle_failure(batch_exc)}") from None
     try:
-        return _pickle({"calls": list(calls), "env": extra_env})
-    except Exception as batch_exc:
-        for offset, (args, kwargs) in enumerate(calls):
-            for label, value in [*((f"positional argument {i}", a) for i, a in enumerate(args)),
-                                 *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
-                try:
-                    cloudpickle.dumps(value)
-                except Exception as exc:
-                    raise SerializationError(
-                        f"argument of call {first_call_id + offset} ({label}, type {type(value).__name__}) cannot be "
-                        f"pickled: {type(exc).__name__}: {exc}. Pass plain data (numbers, strings, numpy arrays, "
-                        "pandas frames, picklable objects) and create resources inside the function"
-                    ) from exc
-        raise SerializationError(f"the call arguments cannot be pickled: {batch_exc}") from batch_exc
+        return _pickle({"calls": frames, "env": extra_env, "options": options or {}})
+    except Exception as exc:
+        raise SerializationError(f"the invocation's options cannot be pickled: {describe_pickle_failure(exc)}"
+                                 ) from exc
 
 
 def dumps_value(value: Any) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 
 from lambdamap._version import __version__
+from lambdamap.core.serialize import Frames
 from lambdamap.core.tracebacks import RemoteTrace
 
 SPEC_VERSION = 1
@@ -90,6 +91,7 @@ class CallError:
     traceback: RemoteTrace | str
     error_type: str
     error_message: str
+    input_repr: str | None = None  # a short repr of the call's arguments, for the error's note on the client
 
 
 @dataclass
@@ -127,8 +129,9 @@ class ResultRecord:
     worker_start: float
     worker_end: float | None = None
     call_start: int = 0
-    values: bytes | None = None
+    values: Frames | bytes | None = None  # Frames: one pickle per call (bytes: one list, from earlier releases)
     errors: dict[int, CallError] = field(default_factory=dict)
+    outputs: dict[int, str] = field(default_factory=dict)  # what each call printed or logged (bounded)
     times: list[float] = field(default_factory=list)
     peak_memory_bytes: int | None = None
     runtime_versions: dict[str, str] = field(default_factory=dict)
@@ -148,19 +151,26 @@ class ResultRecord:
     @property
     def outcomes(self) -> list[CallOutcome]:
         """One :class:`CallOutcome` per call that ran."""
-        values = pickle.loads(self.values) if self.values is not None else [None] * self.calls_run
         views = []
         for i in range(self.calls_run):
             call_id = self.call_start + i
             view = CallOutcome(call_id=call_id, function_start=self.times[2 * i], function_end=self.times[2 * i + 1])
             err = self.errors.get(call_id)
             if err is None:
-                view.value = cloudpickle.dumps(values[i])
+                view.value = cloudpickle.dumps(self.value(i))
             else:
                 view.error, view.traceback = err.error, str(err.traceback)
                 view.error_type, view.error_message = err.error_type, err.error_message
             views.append(view)
         return views
+
+    def value(self, offset: int) -> Any:
+        """The return value of the call at ``offset`` in this invocation (raises if it cannot be unpickled)."""
+        if self.values is None:
+            return None
+        if isinstance(self.values, Frames):
+            return self.values.load(offset)
+        return pickle.loads(self.values)[offset]
 
     def dumps(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import platform as _platform
+import random
+import reprlib
 import resource
 import signal
 import socket
@@ -20,7 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from lambdamap.core.serialize import dumps_exception, dumps_value, loads
+from lambdamap.core.output import OUTPUT_LIMIT, Capture
+from lambdamap.core.serialize import Frames, describe_pickle_failure, dumps_each, dumps_exception, loads
 from lambdamap.core.shared import using_storage
 from lambdamap.core.task import CallError, ResultRecord, TaskSpec, client_versions
 from lambdamap.errors import SerializationError, TaskTimeoutError, VersionMismatchError
@@ -30,6 +33,8 @@ _invocations_served = 0
 _served_lock = threading.Lock()
 _functions: OrderedDict[str, Any] = OrderedDict()  # func_key -> function; warm workers skip the download
 _FUNCTION_CACHE = 32
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlist = 40, 40, 4
 
 
 def worker_id() -> str:
@@ -107,48 +112,73 @@ def _soft_timeout(seconds: float | None, call_id: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run_calls(fn: Any, spec: TaskSpec, calls: list[Any], record: ResultRecord) -> None:
-    """Run the invocation's calls in order, filling the record's columns."""
+def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], record: ResultRecord) -> None:
+    """Run the invocation's calls in order, filling the record's columns. Each call's arguments are unpickled, and
+    its value pickled, on their own: one bad value fails only its own call."""
     per_call = None if spec.timeout is None else spec.timeout / max(1, spec.call_count)
+    retry_on: tuple[type[BaseException], ...] = tuple(options.get("retry_on") or ())
+    retries, backoff = int(options.get("retries") or 0), float(options.get("backoff") or 0.0)
+    capture = Capture(int(options.get("output_limit") or OUTPUT_LIMIT)) if options.get("capture_output", True) \
+        else None
     values: list[Any] = []
     times = record.times
-    for call_id, (args, kwargs) in zip(spec.call_ids, calls, strict=False):
+    for offset, call_id in enumerate(spec.call_ids[:len(calls)]):
         times.append(time.time())
         try:
-            with _soft_timeout(per_call, call_id):
-                value = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results too
+            args, kwargs = calls.load(offset)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a class missing here, or a __reduce__ that raises
             times.append(time.time())
-            record.errors[call_id] = _call_error(exc)
+            record.errors[call_id] = _call_error(SerializationError(
+                f"the arguments of call {call_id} cannot be unpickled on the worker: {type(exc).__name__}: {exc}. "
+                "Install the packages they need in the worker runtime, or pass plain data"), None)
             values.append(None)
             continue
-        times.append(time.time())
-        values.append(value)
+        attempt = 0
+        while True:
+            try:
+                with _soft_timeout(per_call, call_id), (capture.call() if capture else contextlib.nullcontext()):
+                    value = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results
+                if retry_on and isinstance(exc, retry_on) and attempt < retries:
+                    attempt += 1
+                    time.sleep(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))  # exponential, jittered
+                    continue
+                times.append(time.time())
+                record.errors[call_id] = _call_error(exc, args, kwargs)
+                values.append(None)
+                break
+            times.append(time.time())
+            values.append(value)
+            break
+        if capture is not None and capture.text:
+            record.outputs[call_id] = capture.take()
+        if attempt:
+            record.extra.setdefault("call_attempts", {})[call_id] = attempt + 1
+    frames, failures = dumps_each(values)
+    for offset, failure in failures.items():
+        call_id = spec.call_start + offset
+        record.errors[call_id] = _call_error(SerializationError(
+            f"the return value of call {call_id} (type {type(values[offset]).__name__}) cannot be pickled: "
+            f"{describe_pickle_failure(failure)}. Return plain data (numbers, arrays, frames) instead of live "
+            "resources"), None)
+    record.values = frames
+
+
+def _short_repr(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A short, safe description of a call's input for error notes on the client."""
     try:
-        record.values = dumps_value(values)
-    except Exception:
-        record.values = dumps_value(_drop_unpicklable(values, spec.call_start, record))
+        parts = [_REPR.repr(a) for a in args] + [f"{k}={_REPR.repr(v)}" for k, v in kwargs.items()]
+    except BaseException:  # noqa: BLE001 - a __repr__ that fails must not hide the call's own error
+        return "<input whose repr failed>"
+    text = ", ".join(parts)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _call_error(exc: BaseException) -> CallError:
+def _call_error(exc: BaseException, args: tuple[Any, ...] | None = None,
+                kwargs: dict[str, Any] | None = None) -> CallError:
     data, tb = dumps_exception(exc)
-    return CallError(error=data, traceback=tb, error_type=type(exc).__qualname__, error_message=str(exc))
-
-
-def _drop_unpicklable(values: list[Any], call_start: int, record: ResultRecord) -> list[Any]:
-    """Replace each return value that cannot be pickled by None and an error naming its call."""
-    kept = []
-    for offset, value in enumerate(values):
-        try:
-            dumps_value(value)
-        except Exception as exc:
-            call_id = call_start + offset
-            record.errors[call_id] = _call_error(SerializationError(
-                f"the return value of call {call_id} (type {type(value).__name__}) cannot be pickled: "
-                f"{type(exc).__name__}: {exc}. Return plain data instead of live resources"))
-            value = None
-        kept.append(value)
-    return kept
+    return CallError(error=data, traceback=tb, error_type=type(exc).__qualname__, error_message=str(exc),
+                     input_repr=None if args is None else _short_repr(args, kwargs or {}))
 
 
 def run_task(
@@ -185,9 +215,9 @@ def run_task(
         check_versions(spec, runtime)
         fn = _load_function(storage, spec.func_key)
         payload = loads(storage.get(spec.args_key))
-        calls, extra_env = payload["calls"], payload.get("env")
+        calls, extra_env, options = payload["calls"], payload.get("env"), payload.get("options") or {}
         with using_storage(storage), _environment(extra_env):
-            _run_calls(fn, spec, calls, record)
+            _run_calls(fn, spec, calls, options, record)
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
         record.setup_error, record.setup_traceback = dumps_exception(exc)
         record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)

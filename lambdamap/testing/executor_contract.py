@@ -17,10 +17,12 @@ failures, lost workers and timeouts. Needs pytest, hypothesis, numpy and pandas 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import math
 import operator
 import os
 import signal
+import sys
 import time
 import uuid
 
@@ -339,3 +341,125 @@ def test_empty_map_returns_no_futures(backend):
 def test_unique_job_ids(backend):
     ids = {backend.executor.submit(str, uuid.uuid4()).job_id for _ in range(3)}
     assert len(ids) == 3
+
+
+# -- the map people already know -----------------------------------------------------------------------------------
+def add(a, b=0):
+    return a + b
+
+
+def add_two(a, b):
+    return a + b
+
+
+def test_map_zips_several_iterables_and_starmap_unpacks(backend):
+    pwex = backend.executor
+    assert lambdamap.get_all_results(pwex.map(add, [1, 2, 3], [10, 20, 30])) == [11, 22, 33]
+    assert lambdamap.get_all_results(pwex.starmap(add, [(1, 10), (2,), {"a": 3, "b": 30}])) == [11, 2, 33]
+    with pytest.raises(lambdamap.ConfigError, match="different lengths"):
+        pwex.map(add, [1, 2], [1])
+    with pytest.raises(lambdamap.ConfigError, match=r"needs 2 \(a, b\).*starmap"):
+        pwex.map(add_two, [(1, 10), (2, 20)])  # certain to fail on every worker: refused before sending
+    with pytest.raises(lambdamap.ConfigError, match="tuple of positional arguments or a dict"):
+        pwex.starmap(add, [1, 2])
+
+
+def fails_on_odd(x):
+    if x % 2:
+        print(f"odd input {x}")
+        raise ValueError(f"odd {x}")
+    return x
+
+
+def test_every_failure_is_named_and_none_is_dropped(backend):
+    futures = backend.executor.map(fails_on_odd, range(6), chunksize=3)
+    out = lambdamap.get_all_results(futures, return_exceptions=True)
+    assert [type(v).__name__ if isinstance(v, Exception) else v for v in out] == [0, "ValueError", 2, "ValueError",
+                                                                                    4, "ValueError"]
+    with pytest.raises(ValueError, match="odd 1") as info:
+        lambdamap.get_all_results(futures)
+    notes = "\n".join(info.value.__notes__)
+    assert "call 1 of job" in notes and "input (1)" in notes
+    assert "2 other call(s) of these 6 failed too (first indexes: [3, 5])" in notes
+    assert "odd input 1" in notes  # what the failed call printed, echoed on the client
+    assert futures[3].output == "odd input 3\n" and futures[0].output == ""
+
+
+class UnpicklableOnWorker:
+    """Pickles on the client, refuses to unpickle anywhere (its __reduce__ calls a function that raises)."""
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("this value cannot be rebuilt")
+
+
+class ExitOnUnpickle:
+    def __reduce__(self):
+        return (sys.exit, (3,))
+
+
+def test_one_bad_value_fails_only_its_own_call(backend):
+    pwex = backend.executor
+    futures = pwex.map(lambda x: 0 if isinstance(x, UnpicklableOnWorker) else x, [1, UnpicklableOnWorker(), 3],
+                       chunksize=3)
+    assert futures[0].result(timeout=120) == 1 and futures[2].result(timeout=120) == 3
+    with pytest.raises(lambdamap.SerializationError, match="arguments of call 1 cannot be unpickled on the worker"):
+        futures[1].result(timeout=120)
+    results = pwex.map(lambda x: ExitOnUnpickle() if x == 1 else x, [0, 1, 2], chunksize=3)
+    assert results[0].result(timeout=120) == 0 and results[2].result(timeout=120) == 2
+    with pytest.raises(lambdamap.SerializationError, match="result of call 1 cannot be unpickled"):
+        results[1].result(timeout=120)
+
+
+def test_retry_on_reruns_a_flaky_call_with_backoff(backend, tmp_path):
+    marker = str(tmp_path / f"flaky-{uuid.uuid4().hex}")
+
+    def flaky(x):
+        tries = len(os.listdir(marker)) if os.path.isdir(marker) else 0
+        os.makedirs(marker, exist_ok=True)
+        open(os.path.join(marker, str(tries)), "w").close()
+        if tries < 2:
+            raise ConnectionError(f"flaky {tries}")
+        return x * 2
+
+    fut = backend.executor.map(flaky, [21], retries=3, retry_on=(ConnectionError,), backoff=0.01)[0]
+    assert fut.result(timeout=120) == 42
+    assert len(os.listdir(marker)) == 3  # failed twice, then succeeded
+    never = backend.executor.map(fails_on(0), [0], retries=3, retry_on=(ConnectionError,), backoff=0.01)[0]
+    with pytest.raises(ValueError):  # other exceptions are never re-run
+        never.result(timeout=120)
+    with pytest.raises(lambdamap.ConfigError, match="retry_on must be a tuple of exception types"):
+        backend.executor.map(abs, [1], retries=1, retry_on=("ConnectionError",))
+    with pytest.raises(lambdamap.ConfigError, match="backoff must be"):
+        backend.executor.map(abs, [1], retries=1, retry_on=(ValueError,), backoff=-1)
+
+
+def test_results_stream_in_completion_order_and_imap_is_lazy(backend):
+    pwex = backend.executor
+    futures = pwex.map(time.sleep, [3, 0], chunksize=1)
+    first, _ = next(lambdamap.as_completed(futures, with_results=True, timeout=120))
+    assert first is futures[1]
+    lambdamap.wait(futures)
+    consumed = []
+
+    def endless():
+        for i in itertools.count():
+            consumed.append(i)
+            yield i
+
+    stream = pwex.imap(square, endless(), window=8)
+    assert [next(stream) for _ in range(5)] == [0, 1, 4, 9, 16]
+    stream.close()  # stops what is still outstanding
+    assert len(consumed) <= 5 + 8 + 2  # never read far ahead of the consumer
+    unordered = sorted(pwex.imap(square, range(20), ordered=False, window=4))
+    assert unordered == [x * x for x in range(20)]
+
+
+def test_a_standard_library_executor_view(backend):
+    view = backend.executor.as_standard_executor()
+    assert isinstance(view, cf.Executor)
+    assert list(view.map(add, [1, 2], [3, 4], timeout=120)) == [4, 6]
+    assert view.submit(add, 1, b=2).result(timeout=120) == 3
