@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lambdamap")
 KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
+#: Thread-count variables of the BLAS / OpenMP libraries that numpy, scipy and scikit-learn load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 STOP_GRACE = 1.0  # seconds idle workers get to exit by themselves at shutdown
 PARENT_CHECK_SECONDS = 0.25  # how often a pool process checks that its client is still alive
 STOPPED_LIMIT = 10.0  # seconds a worker may stay stopped (SIGSTOP) while running a call before it counts as lost
@@ -197,6 +200,10 @@ class LocalInvoker(Invoker):
         from_worker_r, from_worker_w = os.pipe()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        # One BLAS/OpenMP thread per worker: N workers on N cores, not N x N threads fighting over them. A value set
+        # in the client's environment wins (BLAS reads it once, when a worker first imports numpy).
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, "1")
         try:
             process = subprocess.Popen(
                 [sys.executable, "-c", f"from lambdamap.backends.local import _worker_main; "

@@ -36,7 +36,7 @@ from lambdamap.errors import (
     TaskTimeoutError,
     WorkerLostError,
 )
-from lambdamap.storage.base import Storage
+from lambdamap.storage.base import Storage, get_all
 
 log = logging.getLogger("lambdamap")
 
@@ -329,19 +329,28 @@ class Collector:
         return progressed
 
     def _poll_job(self, job: JobState, waiting: dict[int, Invocation]) -> bool:
-        progressed = False
         job.storage_requests += 1
+        found = []
         for key in self.storage.list(keys.results_prefix(job.prefix, job.job_id)):
             inv = waiting.get(keys.invocation_from_result_key(key))
-            if inv is None or inv.done:
+            if inv is not None and not inv.done:
+                found.append((key, inv))
+        # Every new record at once (remote storage: one round trip's wait, not one per record), applied in order.
+        progressed = False
+        for (_, inv), data in zip(found, get_all(self.storage, [key for key, _ in found]), strict=True):
+            if isinstance(data, ObjectNotFoundError):
                 continue
-            try:
-                data = self.storage.get(key)
-            except ObjectNotFoundError:
-                continue
+            if isinstance(data, BaseException):
+                raise data
             job.storage_requests += 1
+            try:
+                record = ResultRecord.loads(data)
+            except BaseException as exc:  # noqa: BLE001 - a corrupt record fails its calls, never the thread
+                self._fail_invocation(inv, WorkerLostError(f"the result record of invocation {inv.spec.invocation} "
+                                                           f"of job {job.job_id} cannot be read: {exc}"))
+                continue
             with paused_gc():
-                self._apply_record(inv, ResultRecord.loads(data), len(data))
+                self._apply_record(inv, record, len(data))
             progressed = True
         return progressed
 

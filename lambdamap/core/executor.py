@@ -38,7 +38,7 @@ from lambdamap.core.serialize import digest, dumps_calls, dumps_function, dumps_
 from lambdamap.core.shared import ObjectRef, remember
 from lambdamap.core.task import TaskSpec, client_versions
 from lambdamap.errors import ConfigError, ExecutorShutdownError
-from lambdamap.storage.base import Storage
+from lambdamap.storage.base import Storage, put_all
 
 if TYPE_CHECKING:
     from lambdamap.core.compat import StandardExecutor
@@ -62,6 +62,16 @@ def _check_count(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _warm_worker(modules: list[str]) -> str:
+    import importlib
+    import socket
+
+    for name in modules:
+        importlib.import_module(name)
+    time.sleep(0.05)  # hold this worker a moment, so the other warm-up calls reach the other workers
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _check_retry_on(retry_on: Any, retries: int) -> tuple[type[BaseException], ...]:
@@ -160,6 +170,16 @@ class Executor:
 
         return imap(self, fn, iterables, ordered=ordered, return_exceptions=return_exceptions,
                     window=window, options=options)
+
+    def warm(self, imports: Sequence[str] = (), *, timeout: float | None = None) -> int:
+        """Start the workers and import ``imports`` (e.g. ``["sklearn.ensemble"]``) on them now, so the first real
+        calls do not each pay for it; returns how many workers answered. Best effort: one small call per worker
+        (``self.workers`` of them), each landing on whichever worker is free."""
+        names = list(imports)
+        if not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"imports must be module names such as 'sklearn.ensemble', got {imports!r}")
+        futures = self.map(_warm_worker, [names] * max(1, self.workers), chunksize=1)
+        return len(set(get_all_results(futures, timeout=timeout, progress=False)))
 
     def as_standard_executor(self) -> StandardExecutor:
         """This executor as a :class:`concurrent.futures.Executor` (``map`` yields results, ``timeout`` bounds the
@@ -379,19 +399,19 @@ class Executor:
                        blob_missing=self._blobs.discard)  # not a method of self: jobs must not keep us alive
         submitted = time.time()
         invocations = []
-        stored: list[str] = []
-        for n, (chunk, payload) in enumerate(zip(chunks, payloads, strict=True)):
-            args_key = keys.args_key(self.prefix, job_id, n)
-            try:
-                self.storage.put(args_key, payload)
-            except BaseException:
-                self._remove_quietly(stored)  # a map that fails half-way leaves nothing behind
-                raise
-            stored.append(args_key)
-            job.bytes_uploaded += len(payload)
-            job.storage_requests += 1
+        items = [(keys.args_key(self.prefix, job_id, n), payload) for n, payload in enumerate(payloads)]
+        try:
+            put_all(self.storage, items)  # many at once on remote storage: one round trip's wait, not thousands
+        except BaseException:
+            self._remove_quietly([key for key, _ in items])  # a map that fails half-way leaves nothing behind
+            raise
+        job.bytes_uploaded += sum(len(p) for p in payloads)
+        job.storage_requests += len(payloads)
+        location = self.storage.location()
+        for n, chunk in enumerate(chunks):
+            args_key = items[n][0]
             spec = TaskSpec(
-                job_id=job_id, invocation=n, storage=self.storage.location(), func_key=func_key,
+                job_id=job_id, invocation=n, storage=location, func_key=func_key,
                 args_key=args_key, result_key=keys.result_key(self.prefix, job_id, n), call_start=starts[n],
                 call_count=len(chunk), versions=self._versions,
                 timeout=None if timeout is None else timeout * len(chunk),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib.util
 import sys
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -149,6 +151,22 @@ def _in_notebook() -> bool:
     return get is not None and get() is not None and "IPKernelApp" in getattr(get(), "config", {})
 
 
+def _wait_one(fut: cf.Future[Any], timeout: float | None) -> bool:
+    """Wait until ``fut`` is done (True) or ``timeout`` runs out (False), without installing a waiter."""
+    if timeout is not None and timeout <= 0:
+        return fut.done()
+    # The standard Future's own condition, as its result() uses.
+    condition: threading.Condition = fut._condition
+    with condition:
+        return condition.wait_for(fut.done, timeout)
+
+
+def _progress_wanted(total: int, progress: bool | None) -> bool:
+    if progress is False or total == 0:
+        return False
+    return bool(progress) or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) or _in_notebook()
+
+
 def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
     """A tqdm bar on a terminal or in a notebook (after one second), or None."""
     if progress is False or total == 0:
@@ -220,9 +238,22 @@ def get_all_results(
     :class:`TimeoutError` when it runs out.
     """
     futures = list(futures)
-    _, not_done = wait(futures, ALL_COMPLETED, timeout=timeout, progress=progress)
-    if not_done:
-        raise TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout} s")
+    not_done: Iterable[cf.Future[T]]
+    if _progress_wanted(len(futures), progress):
+        _, not_done = wait(futures, ALL_COMPLETED, timeout=timeout, progress=progress)
+    else:  # in order, without a waiter on every future: completing 100,000 futures then costs far less
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for f in futures:
+                if not f.done() and not _wait_one(f, None if deadline is None else deadline - time.monotonic()):
+                    break
+        except KeyboardInterrupt:
+            interrupted(futures)
+            raise
+        not_done = [f for f in futures if not f.done()]
+    missing = len(list(not_done))
+    if missing:
+        raise TimeoutError(f"{missing} of {len(futures)} calls not done after {timeout} s")
     results: list[Any] = []
     failed: list[int] = []
     for i, f in enumerate(futures):

@@ -16,6 +16,10 @@ outcome comes back through the lambdamap future, whose done-callback is joblib's
 own loky and Dask backends. An exception raised inside a batch reaches the caller as its own type with the worker's
 traceback as ``__cause__`` (a :class:`lambdamap.RemoteTraceback`).
 
+Work that asks for threads (``Parallel(prefer="threads")``, e.g. the trees of a random forest fitted on the
+client) runs in a local thread pool instead: each tree is far cheaper than an invocation, and threads are what its
+author asked for. Only the process-style work goes to the executor.
+
 Backend options (``joblib.parallel_config(backend="lambdamap", ...)``): ``executor`` (default: one
 :func:`lambdamap.default_executor` per process, made on first use and shut down at exit), ``retries`` (re-runs of a
 batch whose worker was lost), ``batch_timeout`` (seconds one batch may run) and ``extra_env``.
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from joblib import register_parallel_backend
@@ -84,6 +90,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         self.options: dict[str, Any] = {"retries": retries, "timeout": batch_timeout, "extra_env": extra_env}
         self._futures: set[Any] = set()
         self._futures_lock = threading.Lock()
+        self._threads: ThreadPoolExecutor | None = None  # set by configure() for prefer="threads"
 
     @property
     def executor(self) -> Executor:
@@ -99,7 +106,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
     def effective_n_jobs(self, n_jobs: int | None) -> int:
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
-        workers = max(1, self.executor.invoker.workers)
+        workers = max(1, self.executor.workers)
         if n_jobs is None or n_jobs < 0:
             return max(workers + 1 + (n_jobs if n_jobs is not None else -1), 1)
         return n_jobs
@@ -108,9 +115,18 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
                   **backend_kwargs: Any) -> int:
         # joblib itself refuses require="sharedmem" for this backend (supports_sharedmem = False).
         self.parallel = parallel
+        if prefer == "threads":
+            n = n_jobs if n_jobs is not None and n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + (n_jobs or -1))
+            self._threads = ThreadPoolExecutor(max_workers=n, thread_name_prefix="lambdamap-joblib-threads")
+            return n
         return self.effective_n_jobs(n_jobs)
 
     def submit(self, func: Any, callback: Any = None) -> Any:
+        if self._threads is not None:
+            local = self._threads.submit(func)
+            if callback is not None:
+                local.add_done_callback(callback)
+            return local
         future = self.executor.call_async(_run_batch, func, **self.options)
         with self._futures_lock:
             self._futures.add(future)
@@ -134,6 +150,9 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
     def terminate(self) -> None:
         with self._futures_lock:
             self._futures.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+            self._threads = None
         self.reset_batch_stats()
 
     def _forget(self, future: Any) -> None:

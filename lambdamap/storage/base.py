@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from lambdamap.errors import ObjectNotFoundError, StorageError
 
@@ -15,6 +16,10 @@ class Storage(ABC):
     Implementations must make :meth:`put` atomic (a reader sees the old object, the new one, or none; never part of
     one) and safe to repeat, because workers may write the same result twice.
     """
+
+    #: How many requests are worth keeping in flight at once: a remote store hides its round trips behind many
+    #: (S3: dozens), a local folder gains nothing from threads. The client's bulk puts and gets follow it.
+    concurrency: int = 1
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
@@ -121,3 +126,32 @@ class CountingStorage(Storage):
 
     def location(self) -> dict[str, str]:
         return self.inner.location()
+
+
+def put_all(storage: Storage, items: Sequence[tuple[str, bytes]]) -> None:
+    """Put every ``(key, data)``, up to ``storage.concurrency`` at once. If any put fails, the others still end
+    (none is left half-sent), then the first error is raised."""
+    if storage.concurrency <= 1 or len(items) <= 1:
+        for key, data in items:
+            storage.put(key, data)
+        return
+    with ThreadPoolExecutor(max_workers=min(storage.concurrency, len(items)),
+                            thread_name_prefix="lambdamap-put") as pool:
+        futures = [pool.submit(storage.put, key, data) for key, data in items]
+    for fut in futures:
+        fut.result()
+
+
+def get_all(storage: Storage, keys: Sequence[str]) -> list[bytes | BaseException]:
+    """Get every key, up to ``storage.concurrency`` at once; a key that fails gives its exception in place."""
+    def get(key: str) -> bytes | BaseException:
+        try:
+            return storage.get(key)
+        except Exception as exc:  # noqa: BLE001 - returned in place, judged by the caller
+            return exc
+
+    if storage.concurrency <= 1 or len(keys) <= 1:
+        return [get(key) for key in keys]
+    workers = min(storage.concurrency, len(keys))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambdamap-get") as pool:
+        return list(pool.map(get, keys))

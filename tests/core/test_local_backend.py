@@ -163,3 +163,20 @@ def test_local_storage_is_atomic_and_rejects_bad_keys(tmp_path):
         storage.put("../escape", b"x")
     with pytest.raises(lambdamap.ObjectNotFoundError):
         storage.get("a/b/missing.pkl")
+
+
+def test_warm_imports_modules_on_the_workers_before_the_first_call():
+    with lambdamap.local_executor(workers=1, progress=False) as pwex:
+        assert pwex.warm(["wave"]) == 1
+        assert pwex.submit(lambda: "wave" in __import__("sys").modules).result(timeout=60)
+        with pytest.raises(lambdamap.ConfigError, match="imports must be module names"):
+            pwex.warm([42])
+
+
+def test_workers_use_one_blas_thread_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # the client's own setting wins
+    with lambdamap.local_executor(workers=1, progress=False) as pwex:
+        env = pwex.submit(lambda: {k: __import__("os").environ.get(k) for k in ("OMP_NUM_THREADS",
+                                                                               "OPENBLAS_NUM_THREADS")}).result(60)
+    assert env == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "3"}

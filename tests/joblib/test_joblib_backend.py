@@ -167,3 +167,18 @@ def test_without_an_executor_the_configured_default_is_used(monkeypatch):
     finally:
         if jb._default is not None:
             jb._default.shutdown()
+
+
+def test_work_that_asks_for_threads_runs_in_local_threads(pwex):
+    """A forest's trees (prefer="threads") cost far less than an invocation: they stay in the client's threads."""
+    import threading
+
+    from sklearn.ensemble import RandomForestRegressor
+
+    before = _job_count(pwex)
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        where = Parallel(n_jobs=2, prefer="threads")(delayed(lambda: (os.getpid(), threading.get_ident()))()
+                                                     for _ in range(8))
+        RandomForestRegressor(n_estimators=20, n_jobs=2, random_state=0).fit(np.random.rand(50, 3), np.random.rand(50))
+    assert {pid for pid, _ in where} == {os.getpid()}
+    assert _job_count(pwex) == before  # no tree became a lambdamap call

@@ -143,6 +143,20 @@ LAMBDAMAP_CASES: list[tuple[str, Callable[[Ctx], Any], type, str, str]] = [
      "chunksize must be an integer >= 1", "1 or more, or None"),
     ("extra_env values not strings", lambda c: c.local.map(abs, [1], extra_env={"A": 1}), lambdamap.ConfigError,
      "extra_env must be a dict of str to str", "{'NAME': 'value'}"),
+    ("map over iterables of different lengths", lambda c: c.local.map(pow, [1, 2], [3]), lambdamap.ConfigError,
+     "different lengths", "pass equal lengths"),
+    ("map over tuples for a two-argument function", lambda c: c.local.map(_two_args, [(1, 2)]),
+     lambdamap.ConfigError, "use starmap", "starmap(fn, inputs)"),
+    ("starmap item neither tuple nor dict", lambda c: c.local.starmap(abs, [1]), lambdamap.ConfigError,
+     "tuple of positional arguments or a dict", "starmap([(1,), {'x': 2}]) or map"),
+    ("retry_on not exception types", lambda c: c.local.map(abs, [1], retries=1, retry_on=["ValueError"]),
+     lambdamap.ConfigError, "retry_on must be a tuple of exception types", "(ConnectionError, TimeoutError)"),
+    ("retry_on without retries", lambda c: c.local.map(abs, [1], retry_on=(ValueError,)), lambdamap.ConfigError,
+     "retry_on needs retries >= 1", "retries=3"),
+    ("backoff negative", lambda c: c.local.map(abs, [1], retries=1, retry_on=(ValueError,), backoff=-1),
+     lambdamap.ConfigError, "backoff must be a number of seconds >= 0", "0 or more seconds"),
+    ("imap window zero", lambda c: next(c.local.imap(abs, [1], window=0)), lambdamap.ConfigError,
+     "window must be a positive number", "1 or more, or None"),
     ("unknown executor option", lambda c: lambdamap.default_executor(wrokers=2), lambdamap.ConfigError,
      r"unknown option\(s\) \['wrokers'\]", "use a listed option"),
     ("unknown backend", lambda c: lambdamap.default_executor(backend="spark"), lambdamap.ConfigError,
@@ -169,6 +183,10 @@ LAMBDAMAP_CASES: list[tuple[str, Callable[[Ctx], Any], type, str, str]] = [
      PreflightError, "no S3 bucket is configured", "bucket=... or LAMBDAMAP_BUCKET"),
 ]
 LOCK = threading.Lock()
+
+
+def _two_args(a, b):
+    return a + b
 
 
 def _shut_down() -> lambdamap.Executor:
