@@ -139,7 +139,7 @@ class Executor:
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None,
             timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
             backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
-            keep: bool = False) -> list[Future[T]]:
+            cores: int | None = None, keep: bool = False) -> list[Future[T]]:
         """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers (``fn(x, y)`` for ``map(fn, xs, ys)``, which
         zips equal-length iterables); return one future per call, in order.
 
@@ -150,12 +150,13 @@ class Executor:
         ``retry_on=(ExceptionType, ...)`` also calls whose function raised one of those types, after ``backoff``
         seconds doubling each time (with jitter); never other exceptions. ``extra_env`` sets environment variables
         on the worker while the calls run. ``capture_output`` keeps what each call prints (``future.output``).
-        ``keep=True`` keeps the job's objects in storage.
+        ``cores`` runs up to that many calls of one invocation at once, in processes forked on the worker (default:
+        every CPU of a Lambda function, 1 elsewhere). ``keep=True`` keeps the job's objects in storage.
         """
         calls = map_calls(fn, iterables) if callable(fn) else []
         return self._submit_job(fn, calls, chunksize=chunksize, timeout=timeout, retries=retries,
                                 retry_on=retry_on, backoff=backoff, extra_env=extra_env,
-                                capture_output=capture_output, keep=keep)
+                                capture_output=capture_output, cores=cores, keep=keep)
 
     def starmap(self, fn: Callable[..., T], iterable: Iterable[Any], **options: Any) -> list[Future[T]]:
         """``fn(*item)`` for each tuple item, ``fn(**item)`` for each dict item; options as :meth:`map`."""
@@ -361,7 +362,7 @@ class Executor:
     def _submit_job(self, fn: Callable[..., Any], calls: Sequence[Call], *, chunksize: int | None = None,
                     timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
                     backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
-                    keep: bool = False) -> list[Future[T]]:
+                    cores: int | None = None, keep: bool = False) -> list[Future[T]]:
         self._check_open()
         if not callable(fn):
             raise ConfigError(f"fn must be callable, got {type(fn).__name__} {fn!r}")
@@ -376,8 +377,11 @@ class Executor:
                 raise ConfigError(f"{name} must be True or False, got {flag!r}")
         size = self._chunksize(len(calls), chunksize, timeout)
         sizes = guided_chunks(len(calls), size) if chunksize is None else [size] * math.ceil(len(calls) / size)
+        if cores is not None:
+            cores = _check_count("cores", cores, 1)
         options = {"retry_on": retry_on, "retries": retries, "backoff": float(backoff),
-                   "capture_output": capture_output} if retry_on or not capture_output else {}
+                   "capture_output": capture_output, "cores": cores} if retry_on or not capture_output or cores \
+            else {}
 
         # Serialize everything before storing anything.
         func_data = dumps_function(fn)

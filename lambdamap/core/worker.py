@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lambdamap.core.output import OUTPUT_LIMIT, Capture
+from lambdamap.core.parallel_calls import available_cpus, run_in_processes
 from lambdamap.core.serialize import Frames, describe_pickle_failure, dumps_each, dumps_exception, loads
 from lambdamap.core.shared import using_storage
 from lambdamap.core.task import CallError, ResultRecord, TaskSpec, client_versions
@@ -181,6 +182,15 @@ def _call_error(exc: BaseException, args: tuple[Any, ...] | None = None,
                      input_repr=None if args is None else _short_repr(args, kwargs or {}))
 
 
+def _default_cores(platform: str) -> int:
+    """Lambda gives one vCPU per 1,769 MB (up to six), whatever /proc shows: use them all. Elsewhere one process,
+    unless the map asks for ``cores``."""
+    if platform != "lambda":
+        return 1
+    memory = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 0)
+    return max(1, min(available_cpus(), memory // 1769))
+
+
 def run_task(
     spec: TaskSpec | dict[str, Any] | str,
     *,
@@ -216,8 +226,13 @@ def run_task(
         fn = _load_function(storage, spec.func_key)
         payload = loads(storage.get(spec.args_key))
         calls, extra_env, options = payload["calls"], payload.get("env"), payload.get("options") or {}
+        cores = options.get("cores") or _default_cores(platform)
         with using_storage(storage), _environment(extra_env):
-            _run_calls(fn, spec, calls, options, record)
+            if cores > 1 and len(calls) > 1 and hasattr(os, "fork"):
+                run_in_processes(lambda sub_spec, sub_calls, sub_record: _run_calls(
+                    fn, sub_spec, sub_calls, options, sub_record), spec, calls, record, min(cores, len(calls)))
+            else:
+                _run_calls(fn, spec, calls, options, record)
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
         record.setup_error, record.setup_traceback = dumps_exception(exc)
         record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)

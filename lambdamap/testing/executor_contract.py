@@ -463,3 +463,23 @@ def test_a_standard_library_executor_view(backend):
     assert isinstance(view, cf.Executor)
     assert list(view.map(add, [1, 2], [3, 4], timeout=120)) == [4, 6]
     assert view.submit(add, 1, b=2).result(timeout=120) == 3
+
+
+def pid_and_square(x):
+    if x == 5:
+        os.kill(os.getpid(), signal.SIGKILL)  # one forked process dies: only its slice of calls fails
+    return os.getpid(), x * x
+
+
+def test_cores_runs_the_calls_of_one_invocation_in_several_processes(backend):
+    futures = backend.executor.map(pid_and_square, range(8), chunksize=8, cores=2)
+    outcomes = lambdamap.get_all_results(futures, return_exceptions=True)
+    ok = [o for o in outcomes if not isinstance(o, BaseException)]
+    lost = [i for i, o in enumerate(outcomes) if isinstance(o, lambdamap.WorkerLostError)]
+    assert lost == [4, 5, 6, 7]  # the slice whose process died, in its places
+    assert [sq for _, sq in ok] == [0, 1, 4, 9]
+    assert len({f.stats.invocation for f in futures}) == 1  # one invocation ...
+    good = lambdamap.get_all_results(backend.executor.map(pid_and_square, [0, 1, 2, 3], chunksize=4, cores=2))
+    assert len({pid for pid, _ in good}) == 2  # ... on two processes
+    with pytest.raises(lambdamap.ConfigError, match="cores must be an integer >= 1"):
+        backend.executor.map(abs, [1], cores=0)

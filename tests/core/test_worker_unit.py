@@ -132,3 +132,13 @@ def test_soft_timeout_inside_the_worker(tmp_path):
 def test_malformed_spec_is_rejected(bad):
     with pytest.raises(ValueError):
         run_task(bad)
+
+
+@pytest.mark.parametrize("memory, expected", [("512", 1), ("3538", 2), ("10240", 5), ("", 1)])
+def test_lambda_uses_one_process_per_vcpu_its_memory_buys(monkeypatch, memory, expected):
+    from lambdamap.core import worker
+
+    monkeypatch.setattr(worker, "available_cpus", lambda: 6)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
+    assert worker._default_cores("lambda") == expected
+    assert worker._default_cores("local") == 1
