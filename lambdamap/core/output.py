@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import sys
 from collections.abc import Iterator
 
 #: Characters kept per call; the rest is cut, with a marker saying how much.
@@ -37,15 +36,16 @@ class _Bounded(io.TextIOBase):
 
 
 class Capture:
-    """Captures one call at a time; :meth:`take` returns the text of the last call (and clears it)."""
+    """Captures the calls of one invocation: :meth:`installed` redirects stdout, stderr and the root logger once
+    for the whole invocation (cheap per call); :meth:`take` returns what the last call wrote and starts afresh."""
 
     def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
         self.limit = limit
         self._stream = _Bounded(limit)
 
     @contextlib.contextmanager
-    def call(self) -> Iterator[None]:
-        self._stream = stream = _Bounded(self.limit)
+    def installed(self) -> Iterator[None]:
+        stream = _Forward(self)
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
         root = logging.getLogger()
@@ -55,8 +55,9 @@ class Capture:
                 yield
         finally:
             root.removeHandler(handler)
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text)
 
     @property
     def text(self) -> str:
@@ -68,5 +69,19 @@ class Capture:
 
     def take(self) -> str:
         text = self.text
-        self._stream = _Bounded(self.limit)
+        if text:
+            self._stream = _Bounded(self.limit)
         return text
+
+
+class _Forward(io.TextIOBase):
+    """The stream installed as stdout/stderr: writes go to the capture's current call."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.capture.write(text)

@@ -122,6 +122,21 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
     capture = Capture(int(options.get("output_limit") or OUTPUT_LIMIT)) if options.get("capture_output", True) \
         else None
     values: list[Any] = []
+    with capture.installed() if capture is not None else contextlib.nullcontext():
+        _run_each(fn, spec, calls, record, values, per_call, retry_on, retries, backoff, capture)
+    frames, failures = dumps_each(values)
+    for offset, failure in failures.items():
+        call_id = spec.call_start + offset
+        record.errors[call_id] = _call_error(SerializationError(
+            f"the return value of call {call_id} (type {type(values[offset]).__name__}) cannot be pickled: "
+            f"{describe_pickle_failure(failure)}. Return plain data (numbers, arrays, frames) instead of live "
+            "resources"), None)
+    record.values = frames
+
+
+def _run_each(fn: Any, spec: TaskSpec, calls: Frames, record: ResultRecord, values: list[Any],
+              per_call: float | None, retry_on: tuple[type[BaseException], ...], retries: int, backoff: float,
+              capture: Capture | None) -> None:
     times = record.times
     for offset, call_id in enumerate(spec.call_ids[:len(calls)]):
         times.append(time.time())
@@ -137,8 +152,11 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
         attempt = 0
         while True:
             try:
-                with _soft_timeout(per_call, call_id), (capture.call() if capture else contextlib.nullcontext()):
+                if per_call is None:
                     value = fn(*args, **kwargs)
+                else:
+                    with _soft_timeout(per_call, call_id):
+                        value = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt in user code are results
                 if retry_on and isinstance(exc, retry_on) and attempt < retries:
                     attempt += 1
@@ -151,18 +169,10 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
             times.append(time.time())
             values.append(value)
             break
-        if capture is not None and capture.text:
-            record.outputs[call_id] = capture.take()
+        if capture is not None and (text := capture.take()):
+            record.outputs[call_id] = text
         if attempt:
             record.extra.setdefault("call_attempts", {})[call_id] = attempt + 1
-    frames, failures = dumps_each(values)
-    for offset, failure in failures.items():
-        call_id = spec.call_start + offset
-        record.errors[call_id] = _call_error(SerializationError(
-            f"the return value of call {call_id} (type {type(values[offset]).__name__}) cannot be pickled: "
-            f"{describe_pickle_failure(failure)}. Return plain data (numbers, arrays, frames) instead of live "
-            "resources"), None)
-    record.values = frames
 
 
 def _short_repr(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
