@@ -110,16 +110,6 @@ def plr_data() -> Any:
 
 
 # -- running and measuring -----------------------------------------------------------------------------------------
-def fit_futures(executor: lambdamap.Executor, before: set[str]) -> list[lambdamap.Future]:
-    """The futures of the jobs started since ``before`` (a dml fit keeps its own; its jobs hold them)."""
-    futures = []
-    for job in executor.jobs():
-        if job.job_id not in before:
-            for n in sorted(job.invocations):
-                futures.extend(job.invocations[n].futures)
-    return futures
-
-
 def wait_for_records(executor: lambdamap.Executor, futures: Sequence[lambdamap.Future], limit: float = 10.0) -> None:
     """The collector files a job's last record just after completing its futures: wait (bounded) for it, so the
     summary counts every invocation."""
@@ -170,10 +160,9 @@ def workload(executor: lambdamap.Executor, name: str,
         return dict(zip(points, scores, strict=True)), futures
 
     def dml_fit() -> tuple[Any, list]:
-        before = {j.job_id for j in executor.jobs()}
         res = dml.fit_plr(plr_data(), y="y", d="d", ml_l=forest(), ml_m=forest(), n_folds=DML_N_FOLDS,
                           n_rep=DML_N_REP, seed=DML_SEED, executor=executor)
-        return res, fit_futures(executor, before)
+        return res, res.futures
 
     return {"cpu_map": cpu_map, "grid_search": grid_search, "dml_plr": dml_fit}[name]
 

@@ -138,4 +138,4 @@ def fit_model(model: Any, executor: lambdamap.Executor | None = None) -> DMLResu
     tasks = [RepetitionTask(rep, name) for rep in range(model.n_rep)]
     futures = submit(executor, functools.partial(fit_repetition, model=executor.put(model)), tasks)
     model.fit(external_predictions=stack(gather(tasks, futures)))
-    return DMLResult(model, fit_stats(executor, futures, 1, time.perf_counter() - start))
+    return DMLResult(model, fit_stats(executor, futures, 1, time.perf_counter() - start), futures)

@@ -136,5 +136,6 @@ class CrossFit:
     def finish(self, model: Any, preds: Predictions, d_cols: Sequence[str]) -> DMLResult:
         """DoubleML's own scores, variance and aggregation over repetitions, on our predictions."""
         model.fit(external_predictions=external(preds, d_cols))
-        return DMLResult(model, fit_stats(self.executor, self.futures, self.stages, time.perf_counter() - self.start))
+        return DMLResult(model, fit_stats(self.executor, self.futures, self.stages, time.perf_counter() - self.start),
+                         self.futures)
 

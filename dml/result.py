@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,12 +16,14 @@ class DMLResult:
 
     ``coef`` and ``se`` are arrays with one entry per treatment; ``summary``, :meth:`confint` and :meth:`bootstrap`
     are DoubleML's. ``model`` is the fitted ``doubleml.DoubleMLPLR`` / ``DoubleMLIRM`` object itself (its
-    ``predictions``, ``smpls``, ``all_coef``, ``sensitivity_analysis()`` ... all work). ``stats`` describes the run.
+    ``predictions``, ``smpls``, ``all_coef``, ``sensitivity_analysis()`` ... all work). ``stats`` describes the run;
+    ``futures`` are the fit's lambdamap futures (for ``executor.job_summary(res.futures)`` or ``lambdamap.plot``).
     """
 
-    def __init__(self, model: Any, stats: FitStats) -> None:
+    def __init__(self, model: Any, stats: FitStats, futures: Sequence[Any] = ()) -> None:
         self.model = model
         self.stats = stats
+        self.futures = list(futures)
 
     @property
     def coef(self) -> np.ndarray:

@@ -67,7 +67,6 @@ def test_iivm_on_lambda_equals_doubleml_and_costs_what_job_summary_says(lambda_d
         sys.path.pop(0)
     case = next(c for c in CASES if c.id == "iivm-no-always-takers-rep2")
     res = check_case(lambda_dml, case)
-    futures = [f for job in lambda_dml.jobs() if job.job_id in res.stats.job_ids
-               for inv in job.invocations.values() for f in inv.futures]
-    assert len(futures) == res.stats.tasks
+    futures = res.futures
+    assert len(futures) == res.stats.tasks and {f.job_id for f in futures} == set(res.stats.job_ids)
     assert res.stats.cost_usd == lambda_dml.job_summary(futures).cost_usd > 0
