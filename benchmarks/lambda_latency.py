@@ -89,14 +89,14 @@ class StandIn:
 
 
 @contextlib.contextmanager
-def stand_in(s3: Endpoint, workdir: Path, *, concurrency: int, handshake: bool) -> Iterator[StandIn]:
+def stand_in(s3: Endpoint, workdir: Path, *, processes: int, handshake: bool) -> Iterator[StandIn]:
     ready = workdir / "standin.json"
     log = workdir / "standin.log"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
            "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": REGION,
            "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, str(Path(__file__).with_name("lambda_standin.py")), "--s3-endpoint", s3.endpoint_url,
-               "--ready-file", str(ready), "--function-name", FUNCTION, "--concurrency", str(concurrency)]
+               "--ready-file", str(ready), "--function-name", FUNCTION, "--handler-processes", str(processes)]
     if not handshake:
         command.append("--no-handshake")
     with open(log, "wb") as out:
@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slow", type=float, default=40.0, help="a run longer than this (s) is not repeated")
     parser.add_argument("--workers", type=int, default=1000, help="the invoker's window (invocations in flight)")
-    parser.add_argument("--concurrency", type=int, default=1000, help="handlers the stand-in runs at once")
+    parser.add_argument("--handler-processes", type=int, default=4, help="processes running the handlers")
     parser.add_argument("--no-handshake", action="store_true", help="a new connection costs no extra round trip")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -220,7 +220,7 @@ def main() -> None:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="lambdamap-latency-") as tmp, seaweedfs() as s3:
         create_bucket(s3, BUCKET)
-        with stand_in(s3, Path(tmp), concurrency=args.concurrency, handshake=not args.no_handshake) as si:
+        with stand_in(s3, Path(tmp), processes=args.handler_processes, handshake=not args.no_handshake) as si:
             pwex = make_executor(s3, si, args.workers)
             try:
                 for n, chunksize, delay in itertools.product(args.n, args.chunksize, args.delay_ms):
@@ -235,7 +235,7 @@ def main() -> None:
     for c in cells:
         print(fmt_row(c))
     run = {"cells": cells, "seconds": time.time() - started, "load_average_before": load_before,
-           "load_average_after": os.getloadavg(), "workers": args.workers, "concurrency": args.concurrency,
+           "load_average_after": os.getloadavg(), "workers": args.workers, "handler_processes": args.handler_processes,
            "handshake_round_trip": not args.no_handshake, "repeats": args.repeats, "slow_s": args.slow,
            "cpu_count": os.cpu_count(), "python": platform.python_version(), "lambdamap": lambdamap.__version__,
            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
