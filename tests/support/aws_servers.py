@@ -685,9 +685,11 @@ class TcpProxy:
             return [bytes(s) for s in self._sent]
 
     def reset(self) -> None:
+        """Count and record from now on (connections already open keep being recorded)."""
         with self._lock:
             self.accepts = 0
-            self._sent.clear()
+            for sent in self._sent:
+                sent.clear()
 
     def stop(self) -> None:
         import asyncio
