@@ -4,9 +4,9 @@ proxy adding a round trip between the client and each.
 ::
 
     this process (the client: Executor, S3Storage, LambdaInvoker)
-        ├──▶ proxy (+delay per round trip) ──▶ SeaweedFS (a real S3 server) ◀──────────────┐
-        └──▶ proxy (+delay per round trip) ──▶ Lambda API ──▶ lambda_handler in threads ──┘ (directly, as in-region)
-                                               └───── lambda_standin.py, its own process ─────┘
+        ├──▶ proxy (+delay per round trip) ──▶ SeaweedFS (a real S3 server) ◀─────────────────┐
+        └──▶ proxy (+delay per round trip) ──▶ Lambda API ──▶ lambda_handler in 4 processes ──┘ (directly, as
+                                               └─ lambda_standin.py (asyncio), its own process ─┘  in-region)
 
 The proxies hold every chunk ``delay / 2`` in each direction, so a request and its response cost ``delay`` more,
 waiting for ``100 Continue`` costs another ``delay``, and a new connection costs one more (TCP's handshake; TLS,
