@@ -52,6 +52,20 @@ THROTTLING_CODES = frozenset({
 DEFAULT_WORKERS = 100
 
 
+def _drain(payload: Any) -> None:
+    """Read the Invoke response's ``Payload`` to its end and close it: only then does urllib3 take the connection
+    back into its pool, so the next Invoke reuses it instead of opening a new one (on AWS: TCP and TLS handshakes).
+    The invocation was accepted already; a failure while reading the (empty) body does not change that."""
+    if payload is None:
+        return
+    try:
+        payload.read()
+    except (botocore.exceptions.BotoCoreError, OSError) as exc:
+        log.debug("could not read an Invoke response body: %s", exc)
+    finally:
+        payload.close()
+
+
 def _error_code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -260,8 +274,8 @@ class LambdaInvoker(Invoker):
                 if sent and key not in self._settled_early:
                     self._outstanding.add(key)
                 self._settled_early.discard(key)
-            if not sent:
-                self._pump()
+            # Not sent, or settled before its Invoke call returned: either way its place in the window is free now.
+            self._pump()
 
     def close(self) -> None:
         self._closed.set()
@@ -280,7 +294,9 @@ class LambdaInvoker(Invoker):
             if not self._sink.started(spec):
                 return False  # every call of it was cancelled
             try:
-                self.client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=payload)
+                response = self.client.invoke(FunctionName=self.function_name, InvocationType="Event",
+                                              Payload=payload)
+                _drain(response.get("Payload"))
                 return True
             except botocore.exceptions.ClientError as exc:
                 code = _error_code(exc)

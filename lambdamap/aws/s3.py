@@ -4,6 +4,9 @@
   never part of :meth:`S3Storage.location`, so a worker uses its own.
 * botocore's ``adaptive`` retry mode retries throttling (503 SlowDown) and 5xx with backoff and client-side rate
   limiting.
+* A PUT of a small body (up to :data:`EXPECT_CONTINUE_ABOVE`) is one round trip: botocore would send
+  ``Expect: 100-continue`` with every PUT body and wait for the server's ``100 Continue`` before sending it, a second
+  round trip that is worth it only for large bodies (a refused request then does not upload them in vain).
 * Every object is written with server-side encryption (``ServerSideEncryption="AES256"``). Objects above
   ``multipart_threshold`` go through boto3's transfer manager (parallel multipart upload). An S3 PUT, single or
   multipart, replaces the object atomically: readers see the old object, the new one, or none.
@@ -24,6 +27,7 @@ try:
     import boto3
     import boto3.exceptions
     import botocore.exceptions
+    import botocore.utils
     from boto3.s3.transfer import TransferConfig
     from botocore.config import Config as BotoConfig
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -32,6 +36,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 SSE = "AES256"
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+#: Bodies larger than this (bytes) are sent after the server's ``100 Continue``; smaller ones at once.
+EXPECT_CONTINUE_ABOVE = 2**20
+
+
+def _send_small_bodies_at_once(model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+    """botocore ``before-call.s3`` handler, run after botocore's own ``add_expect_header``: drop the
+    ``Expect: 100-continue`` it adds to every file-like body (and a bytes body is turned into one) when the body is
+    small, so the PUT costs one round trip instead of two."""
+    headers = params.get("headers")
+    if not headers or "Expect" not in headers:
+        return
+    size = botocore.utils.determine_content_length(params.get("body"))
+    if size is not None and size <= EXPECT_CONTINUE_ABOVE:
+        del headers["Expect"]
 
 
 def _check_endpoint(endpoint_url: str | None) -> str | None:
@@ -73,6 +91,8 @@ class S3Storage(Storage):
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
         )
         self.client = session.client("s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
+        # Last, so that it runs after botocore's add_expect_header (registered on the same event name).
+        self.client.meta.events.register_last("before-call.s3", _send_small_bodies_at_once)
         self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
                                               multipart_chunksize=multipart_chunksize,
                                               max_concurrency=max_concurrency)

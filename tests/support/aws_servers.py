@@ -568,3 +568,149 @@ def aws_stack(bucket: str = "lambdamap-test") -> Iterator[AwsStack]:
             LambdaProxy(lam.endpoint_url) as proxy:
         create_bucket(s3, bucket)
         yield AwsStack(s3=s3, lam=lam, proxy=proxy, bucket=bucket)
+
+
+# -- a TCP proxy that adds latency, counts connections and records what clients send -----------------------------
+class TcpProxy:
+    """Forwards TCP connections from a free 127.0.0.1 port to ``upstream`` (``http://host:port`` or ``host:port``),
+    on an asyncio loop in a daemon thread (thousands of connections cost no thread each).
+
+    * ``delay`` (seconds, changeable at any time through :attr:`delay`) is the round trip it adds: every chunk of
+      bytes is held ``delay / 2`` in each direction, in order, so a request and its response cost ``delay`` more
+      and a client that waits for an interim answer (``100 Continue``) pays another ``delay`` for it.
+      ``handshake`` adds one more ``delay`` before a new connection carries data, as TCP's SYN / SYN-ACK would.
+    * :attr:`accepts` counts the connections clients opened (a client that reuses connections opens few).
+    * ``record=True`` keeps everything clients sent, per connection (:meth:`sent`), to look for headers on the wire.
+    """
+
+    def __init__(self, upstream: str, *, delay: float = 0.0, handshake: bool = False, record: bool = False) -> None:
+        import asyncio
+
+        host, _, port = upstream.removeprefix("http://").rstrip("/").rpartition(":")
+        self.upstream = (host, int(port))
+        self.delay = delay
+        self.handshake = handshake
+        self.record = record
+        self.accepts = 0
+        self._sent: list[bytearray] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.AbstractServer | None = None
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=4096))
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="tcp-proxy", daemon=True)
+        self._thread.start()
+        if not started.wait(START_TIMEOUT) or self._server is None:
+            raise ServerError("the TCP proxy did not start")
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        self.endpoint_url: str = f"http://127.0.0.1:{self.port}"
+
+    async def _serve(self, client_reader: Any, client_writer: Any) -> None:
+        import asyncio
+
+        with self._lock:
+            self.accepts += 1
+            sent: bytearray | None = None
+            if self.record:
+                sent = bytearray()
+                self._sent.append(sent)
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            client_writer.close()
+            return
+        if self.handshake and self.delay > 0:
+            await asyncio.sleep(self.delay)
+        writers = (client_writer, upstream_writer)
+        try:
+            await asyncio.gather(self._pipe(client_reader, upstream_writer, writers, sent),
+                                 self._pipe(upstream_reader, client_writer, writers, None))
+        except asyncio.CancelledError:
+            pass  # stop(): the proxy is closing
+        finally:
+            for writer in writers:
+                writer.close()
+
+    async def _pipe(self, reader: Any, writer: Any, writers: tuple[Any, Any], sent: bytearray | None) -> None:
+        """Copy ``reader`` to ``writer``, each chunk delivered ``delay / 2`` after it arrived (order kept)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            try:
+                while True:
+                    due, data = await chunks.get()
+                    wait = due - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    if not data:
+                        return
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                for w in writers:
+                    w.close()
+
+        delivering = asyncio.ensure_future(deliver())
+        try:
+            while True:
+                try:
+                    data = await reader.read(65536)
+                except OSError:
+                    data = b""
+                if sent is not None and data:
+                    sent += data
+                await chunks.put((loop.time() + self.delay / 2, data))
+                if not data:
+                    break
+            await delivering
+        except (OSError, asyncio.CancelledError):
+            delivering.cancel()
+        finally:
+            for w in writers:  # one side is done: end the connection (HTTP clients do not half-close)
+                w.close()
+
+    def sent(self) -> list[bytes]:
+        """What clients sent, one entry per connection (``record=True``)."""
+        with self._lock:
+            return [bytes(s) for s in self._sent]
+
+    def reset(self) -> None:
+        """Count and record from now on (connections already open keep being recorded)."""
+        with self._lock:
+            self.accepts = 0
+            for sent in self._sent:
+                sent.clear()
+
+    def stop(self) -> None:
+        import asyncio
+
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
