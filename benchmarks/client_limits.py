@@ -150,7 +150,10 @@ def main() -> None:
             out["stream"] = stream(pwex, args.stream_n)
     out["load_average_after"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "client_limits.json").write_text(json.dumps(out, indent=2))
+    path = RESULTS / "client_limits.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved.update(out)  # a run of some parts keeps the others' last results
+    path.write_text(json.dumps(saved, indent=2))
     print(f"load average after {os.getloadavg()[0]:.2f}; saved {RESULTS / 'client_limits.json'}")
 
 

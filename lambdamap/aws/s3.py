@@ -93,6 +93,9 @@ class S3Storage(Storage):
         self.client = session.client("s3", region_name=self.region, endpoint_url=self.endpoint_url, config=config)
         # Last, so that it runs after botocore's add_expect_header (registered on the same event name).
         self.client.meta.events.register_last("before-call.s3", _send_small_bodies_at_once)
+        # The client's bulk puts and gets (arguments, result records) keep this many requests in flight: each costs
+        # a round trip, so 1,000 of them take ~1,000 / concurrency round trips, not 1,000.
+        self.concurrency = max(1, min(64, max_pool_connections))
         self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
                                               multipart_chunksize=multipart_chunksize,
                                               max_concurrency=max_concurrency)

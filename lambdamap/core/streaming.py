@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lambdamap.core.future import interrupted
+from lambdamap.core.future import _wait_one, interrupted
 from lambdamap.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,8 +54,9 @@ def imap(executor: Executor, fn: Callable[..., T], iterables: Sequence[Iterable[
     outstanding: set[cf.Future[Any]] = set()
 
     def top_up() -> None:
-        while len(outstanding) < window:
-            chunk = list(itertools.islice(rows, min(batch, window - len(outstanding))))
+        # Refill a batch at a time, once a batch's worth has been consumed: one job per batch, not one per result.
+        while window - len(outstanding) >= min(batch, window):
+            chunk = list(itertools.islice(rows, batch))
             if not chunk:
                 return
             futures = executor.starmap(fn, chunk, **options)
@@ -63,19 +64,20 @@ def imap(executor: Executor, fn: Callable[..., T], iterables: Sequence[Iterable[
             outstanding.update(futures)
 
     def result(fut: cf.Future[Any]) -> Any:
-        exc = fut.exception()
-        if exc is None:
-            return fut.result()
-        if return_exceptions:
-            return exc
-        raise exc
+        try:
+            return fut.result(timeout=0)  # done already: never waits
+        except BaseException as exc:  # noqa: BLE001 - the call's own exception (or CancelledError)
+            if return_exceptions:
+                return exc
+            raise
 
     try:
         top_up()
         while pending:
             if ordered:
                 fut = pending.popleft()
-                cf.wait([fut])
+                if not fut.done():
+                    _wait_one(fut, None)
             else:
                 done, _ = cf.wait(outstanding, return_when=cf.FIRST_COMPLETED)
                 fut = done.pop()
