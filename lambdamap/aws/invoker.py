@@ -42,6 +42,9 @@ log = logging.getLogger("lambdamap")
 
 #: AWS's limit for an asynchronous (Event) invocation payload.
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
+#: Pickled calls up to this size travel inside the Invoke payload (base64 adds a third; the spec's own fields are
+#: small), well under the asynchronous limit: no S3 PUT on the client and no GET on the worker for small maps.
+INLINE_ARGS_LIMIT = 192 * 1024
 #: Error codes that mean "not now": retried with backoff until ``throttle_timeout``, never dropped.
 THROTTLING_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
@@ -87,6 +90,7 @@ class LambdaInvoker(Invoker):
     """
 
     notifies_completion = False
+    inline_limit = INLINE_ARGS_LIMIT
 
     def __init__(self, function_name: str, *, region: str | None = None, endpoint_url: str | None = None,
                  session: boto3.Session | None = None, workers: int = DEFAULT_WORKERS,

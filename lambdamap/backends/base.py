@@ -37,6 +37,9 @@ class Invoker(ABC):
     completion_deadline: float | None = None
     #: How many invocations can run at once (the executor's ``workers``); the automatic chunksize plans for it.
     workers: int = 1
+    #: Pickled calls up to this many bytes travel inside the task spec instead of through storage (0: never). Worth
+    #: it where a storage request costs a network round trip and the payload limit leaves room (Lambda).
+    inline_limit: int = 0
 
     @abstractmethod
     def start(self, sink: InvocationSink) -> None:

@@ -20,6 +20,7 @@ Every check runs before anything is stored or invoked, so bad input never leaves
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures as cf
 import math
 import os
@@ -403,22 +404,24 @@ class Executor:
                        blob_missing=self._blobs.discard)  # not a method of self: jobs must not keep us alive
         submitted = time.time()
         invocations = []
-        items = [(keys.args_key(self.prefix, job_id, n), payload) for n, payload in enumerate(payloads)]
+        arg_keys = [keys.args_key(self.prefix, job_id, n) for n in range(len(payloads))]
+        limit = self.invoker.inline_limit
+        inline = [base64.b64encode(p).decode() if len(p) <= limit else None for p in payloads]
+        items = [(key, p) for key, p, i in zip(arg_keys, payloads, inline, strict=True) if i is None]
         try:
             put_all(self.storage, items)  # many at once on remote storage: one round trip's wait, not thousands
         except BaseException:
             self._remove_quietly([key for key, _ in items])  # a map that fails half-way leaves nothing behind
             raise
-        job.bytes_uploaded += sum(len(p) for p in payloads)
-        job.storage_requests += len(payloads)
+        job.bytes_uploaded += sum(len(p) for _, p in items)
+        job.storage_requests += len(items)
         location = self.storage.location()
         for n, chunk in enumerate(chunks):
-            args_key = items[n][0]
             spec = TaskSpec(
                 job_id=job_id, invocation=n, storage=location, func_key=func_key,
-                args_key=args_key, result_key=keys.result_key(self.prefix, job_id, n), call_start=starts[n],
+                args_key=arg_keys[n], result_key=keys.result_key(self.prefix, job_id, n), call_start=starts[n],
                 call_count=len(chunk), versions=self._versions,
-                timeout=None if timeout is None else timeout * len(chunk),
+                timeout=None if timeout is None else timeout * len(chunk), inline_args=inline[n],
             )
             futures: list[Future[Any]] = [Future(job_id, starts[n] + i, submitted, n) for i in range(len(chunk))]
             invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))

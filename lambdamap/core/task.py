@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import pickle
 import platform
@@ -46,6 +47,13 @@ class TaskSpec:
     timeout: float | None = None  # seconds the whole invocation may run (enforced by invokers that can)
     attempt: int = 0
     spec_version: int = SPEC_VERSION
+    #: The invocation's pickled calls, base64, when small enough to travel inside the spec (saving a storage
+    #: round trip each way); else None and they are at ``args_key``. Never configuration or credentials.
+    inline_args: str | None = None
+
+    def load_args(self, storage: Any) -> bytes:
+        """The pickled calls: from the spec itself, or from storage."""
+        return base64.b64decode(self.inline_args) if self.inline_args is not None else storage.get(self.args_key)
 
     @property
     def call_ids(self) -> range:

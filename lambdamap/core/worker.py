@@ -234,7 +234,7 @@ def run_task(
             return duplicate
         check_versions(spec, runtime)
         fn = _load_function(storage, spec.func_key)
-        payload = loads(storage.get(spec.args_key))
+        payload = loads(spec.load_args(storage))
         calls, extra_env, options = payload["calls"], payload.get("env"), payload.get("options") or {}
         cores = options.get("cores") or _default_cores(platform)
         with using_storage(storage), _environment(extra_env):
