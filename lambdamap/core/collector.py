@@ -168,6 +168,12 @@ class Collector:
                         fut.set_exception(cf.CancelledError(f"call {fut.call_id} of job {job.job_id} was cancelled "
                                                             "while running"))
                         count += 1
+        if running_specs and not self.invoker.notifies_completion:
+            # Workers that cannot be killed from here (Lambda) look for this marker between calls and stop.
+            try:
+                self.storage.put(keys.cancel_key(job.prefix, job.job_id), b"")
+            except Exception:  # noqa: BLE001 - best effort: the calls are cancelled on the client already
+                log.warning("could not write the cancel marker of job %s", job.job_id, exc_info=True)
         if running_specs:
             try:
                 self.invoker.cancel(running_specs)

@@ -45,6 +45,19 @@ def job_prefix(prefix: str, job_id: str) -> str:
     return f"{prefix}/jobs/{_check_job_id(job_id)}/"
 
 
+def cancel_key(prefix: str, job_id: str) -> str:
+    """The marker a client writes when it cancels a job: workers check it between calls and stop."""
+    return f"{job_prefix(prefix, job_id)}cancelled"
+
+
+def cancel_key_of(result_key: str) -> str:
+    """:func:`cancel_key` from one of the job's result keys (what a worker's task spec carries)."""
+    head, sep, _ = result_key.rpartition("/results/")
+    if not sep:
+        raise ValueError(f"not a result key: {result_key!r}")
+    return f"{head}/cancelled"
+
+
 def args_key(prefix: str, job_id: str, invocation: int) -> str:
     return f"{job_prefix(prefix, job_id)}args/{invocation:06d}.pkl"
 

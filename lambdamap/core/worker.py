@@ -8,6 +8,7 @@ re-run a call whose function raised. Platform handlers (the local pool, Lambda, 
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import os
 import platform as _platform
@@ -19,9 +20,10 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from lambdamap.core import keys
 from lambdamap.core.output import OUTPUT_LIMIT, Capture
 from lambdamap.core.parallel_calls import available_cpus, run_in_processes
 from lambdamap.core.serialize import Frames, describe_pickle_failure, dumps_each, dumps_exception, loads
@@ -34,6 +36,7 @@ _invocations_served = 0
 _served_lock = threading.Lock()
 _functions: OrderedDict[str, Any] = OrderedDict()  # func_key -> function; warm workers skip the download
 _FUNCTION_CACHE = 32
+CANCEL_CHECK_SECONDS = 1.0  # how often a running invocation asks storage whether its job was cancelled
 _REPR = reprlib.Repr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlist = 40, 40, 4
 
@@ -113,7 +116,8 @@ def _soft_timeout(seconds: float | None, call_id: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], record: ResultRecord) -> None:
+def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], record: ResultRecord,
+               cancelled: Callable[[], bool] | None = None) -> None:
     """Run the invocation's calls in order, filling the record's columns. Each call's arguments are unpickled, and
     its value pickled, on their own: one bad value fails only its own call."""
     per_call = None if spec.timeout is None else spec.timeout / max(1, spec.call_count)
@@ -123,7 +127,7 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
         else None
     values: list[Any] = []
     with capture.installed() if capture is not None else contextlib.nullcontext():
-        _run_each(fn, spec, calls, record, values, per_call, retry_on, retries, backoff, capture)
+        _run_each(fn, spec, calls, record, values, per_call, retry_on, retries, backoff, capture, cancelled)
     frames, failures = dumps_each(values)
     for offset, failure in failures.items():
         call_id = spec.call_start + offset
@@ -136,9 +140,17 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
 
 def _run_each(fn: Any, spec: TaskSpec, calls: Frames, record: ResultRecord, values: list[Any],
               per_call: float | None, retry_on: tuple[type[BaseException], ...], retries: int, backoff: float,
-              capture: Capture | None) -> None:
+              capture: Capture | None, cancelled: Callable[[], bool] | None) -> None:
     times = record.times
     for offset, call_id in enumerate(spec.call_ids[:len(calls)]):
+        if offset and cancelled is not None and cancelled():  # the client cancelled the job: run no more calls
+            for later in spec.call_ids[offset:len(calls)]:
+                now = time.time()
+                times.extend((now, now))
+                record.errors[later] = _call_error(cf.CancelledError(
+                    f"call {later} was cancelled by the client before it started"), None)
+                values.append(None)
+            return
         times.append(time.time())
         try:
             args, kwargs = calls.load(offset)
@@ -192,6 +204,24 @@ def _call_error(exc: BaseException, args: tuple[Any, ...] | None = None,
                      input_repr=None if args is None else _short_repr(args, kwargs or {}))
 
 
+def _cancel_check(storage: Storage, spec: TaskSpec) -> Callable[[], bool]:
+    """Whether the client has cancelled the job, asked of storage at most once a second (one cheap request)."""
+    key, state = keys.cancel_key_of(spec.result_key), {"next": time.monotonic() + CANCEL_CHECK_SECONDS,
+                                                       "cancelled": False}
+
+    def cancelled() -> bool:
+        now = time.monotonic()
+        if not state["cancelled"] and now >= state["next"]:
+            state["next"] = now + CANCEL_CHECK_SECONDS
+            try:
+                state["cancelled"] = storage.exists(key)
+            except Exception:  # noqa: BLE001 - cannot tell: keep running
+                pass
+        return bool(state["cancelled"])
+
+    return cancelled
+
+
 def _default_cores(platform: str) -> int:
     """Lambda gives one vCPU per 1,769 MB (up to six), whatever /proc shows: use them all. Elsewhere one process,
     unless the map asks for ``cores``."""
@@ -242,7 +272,7 @@ def run_task(
                 run_in_processes(lambda sub_spec, sub_calls, sub_record: _run_calls(
                     fn, sub_spec, sub_calls, options, sub_record), spec, calls, record, min(cores, len(calls)))
             else:
-                _run_calls(fn, spec, calls, options, record)
+                _run_calls(fn, spec, calls, options, record, _cancel_check(storage, spec))
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
         record.setup_error, record.setup_traceback = dumps_exception(exc)
         record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)
