@@ -303,14 +303,20 @@ class Collector:
             self._on_lost(spec, StorageError(f"the worker finished invocation {spec.invocation} of job "
                                              f"{spec.job_id} but its result record cannot be read: {exc}"))
             return
+        self._apply_data(inv, data)
+
+    def _apply_data(self, inv: Invocation, data: bytes) -> bool:
+        """Decode a result record and complete its invocation; a record that cannot be read fails its calls."""
         try:
             record = ResultRecord.loads(data)
         except BaseException as exc:  # noqa: BLE001 - a corrupt record fails its calls, never the thread
-            self._fail_invocation(inv, WorkerLostError(f"the result record of invocation {spec.invocation} of job "
-                                                       f"{spec.job_id} cannot be read: {type(exc).__name__}: {exc}"))
-            return
+            self._fail_invocation(inv, WorkerLostError(
+                f"the result record of invocation {inv.spec.invocation} of job {inv.job.job_id} cannot be read: "
+                f"{type(exc).__name__}: {exc}"))
+            return False
         with paused_gc():
             self._apply_record(inv, record, len(data))
+        return True
 
     def _fail_invocation(self, inv: Invocation, error: BaseException) -> None:
         for fut in inv.futures:
@@ -352,15 +358,7 @@ class Collector:
             if isinstance(data, BaseException):
                 raise data
             job.storage_requests += 1
-            try:
-                record = ResultRecord.loads(data)
-            except BaseException as exc:  # noqa: BLE001 - a corrupt record fails its calls, never the thread
-                self._fail_invocation(inv, WorkerLostError(f"the result record of invocation {inv.spec.invocation} "
-                                                           f"of job {job.job_id} cannot be read: {exc}"))
-                continue
-            with paused_gc():
-                self._apply_record(inv, record, len(data))
-            progressed = True
+            progressed |= self._apply_data(inv, data)
         return progressed
 
     def _check_deadlines(self) -> None:
