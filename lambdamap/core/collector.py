@@ -76,8 +76,6 @@ class JobState:
     #: ``cancel(job)`` cancels the job's unfinished calls and stops its running ones; returns how many. The
     #: collector's method, not a closure over the job: a job must not refer to itself, or only the cyclic GC frees it.
     cancel: Callable[[JobState], int] | None = None
-    #: Set once every invocation of the job has ended: one wait for a whole job instead of one per future.
-    done_event: threading.Event = field(default_factory=threading.Event)
     #: The pickled function and its key, kept while the job runs: a worker that finds the blob missing (deleted from
     #: outside, e.g. by `lambdamap cleanup --blobs`) gets it put back once. ``blob_missing`` tells the executor.
     func_key: str | None = None
@@ -179,7 +177,6 @@ class Collector:
                 self.invoker.cancel(running_specs)
             except Exception:  # noqa: BLE001 - the calls are already cancelled; stopping workers is best effort
                 log.warning("could not stop the running invocations of job %s", job.job_id, exc_info=True)
-        job.done_event.set()  # wakes whoever waits on the job: its futures are all done now
         # Invocations not yet sent complete through started(); the ones running through their loss or record.
         for inv in live:
             if inv.started_at is None:
@@ -241,7 +238,6 @@ class Collector:
                             fut.set_exception(ExecutorShutdownError(
                                 f"call {fut.call_id} of job {job.job_id} cannot complete: the executor's collector "
                                 f"thread died ({reason})"))
-            job.done_event.set()
         self._fire_idle()
 
     def _run(self) -> None:
@@ -482,7 +478,6 @@ class Collector:
 
     def _job_done(self, job: JobState) -> None:
         job.finished = time.time()
-        job.done_event.set()
         with self._lock:
             self._jobs.pop(job.job_id, None)
             self._finished[job.job_id] = job
@@ -530,4 +525,3 @@ class Collector:
                     if not fut.done() and not fut.cancel():
                         fut.set_exception(ExecutorShutdownError(
                             f"call {fut.call_id} of job {job.job_id} did not finish before the executor shut down"))
-            job.done_event.set()

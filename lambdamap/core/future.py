@@ -155,11 +155,6 @@ def _wait_one(fut: cf.Future[Any], timeout: float | None) -> bool:
     """Wait until ``fut`` is done (True) or ``timeout`` runs out (False), without installing a waiter."""
     if timeout is not None and timeout <= 0:
         return fut.done()
-    job = getattr(fut, "_job", None)
-    if job is not None:  # every future of a job is done before its event is set: one wait for the whole job
-        job.done_event.wait(timeout)
-        if fut.done():
-            return True
     # The standard Future's own condition, as its result() uses.
     condition: threading.Condition = fut._condition
     with condition:

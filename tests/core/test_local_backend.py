@@ -180,3 +180,12 @@ def test_workers_use_one_blas_thread_unless_told_otherwise(monkeypatch):
         env = pwex.submit(lambda: {k: __import__("os").environ.get(k) for k in ("OMP_NUM_THREADS",
                                                                                "OPENBLAS_NUM_THREADS")}).result(60)
     assert env == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "3"}
+
+
+def test_waiting_on_some_futures_of_a_job_does_not_wait_for_the_rest():
+    with lambdamap.local_executor(workers=2, progress=False) as pwex:
+        futures = pwex.map(time.sleep, [0, 30, 0, 30], chunksize=1)
+        start = time.monotonic()
+        assert lambdamap.get_all_results([futures[0], futures[2]], timeout=60) == [None, None]
+        assert time.monotonic() - start < 10
+        pwex.cancel(futures)

@@ -101,7 +101,7 @@ def test_deploy_status_then_map_through_the_deployed_function(emulator_layer, aw
 
         s3 = boto3.client("s3", region_name=lam.region, endpoint_url=url)
         kept = s3.list_objects_v2(Bucket=bucket, Prefix="lambdamap/jobs/").get("KeyCount", 0)
-        assert kept >= 8  # 4 invocations: args + result each
+        assert kept >= 4  # 4 invocations: a result each (their small arguments travelled inside the Invoke payload)
         assert cli.main(["cleanup"]) == 0
         assert f"object(s) from s3://{bucket}" in capsys.readouterr().out
         assert s3.list_objects_v2(Bucket=bucket, Prefix="lambdamap/jobs/").get("KeyCount", 0) == 0

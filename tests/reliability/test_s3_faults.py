@@ -75,6 +75,9 @@ def executor_on(stack: AwsStack, server: Endpoint, function: str, *, max_attempt
                         max_attempts=max_attempts)
     invoker = LambdaInvoker(function, region=stack.region, endpoint_url=stack.lambda_endpoint_url, session=session,
                             workers=16, storage=storage, completion_margin=completion_margin)
+    # These tests are about S3 going away: every invocation's arguments go through S3 here, as large ones always do
+    # (small ones would travel inside the Invoke payload and never touch the server).
+    invoker.inline_limit = 0
     return lambdamap.Executor(storage, invoker, progress=False, backend="lambda")
 
 
