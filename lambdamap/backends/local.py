@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lambdamap.backends.base import InvocationSink, Invoker
 from lambdamap.core.task import TaskSpec
@@ -72,13 +72,41 @@ def _worker_main(read_fd: int, write_fd: int, parent: int) -> None:
             if message is None:
                 return
             try:
-                run_task(message, platform="local")
-                reply: tuple[str, str | None] = ("ok", None)
+                # With a timeout, say which call is running: if one hangs in C and the worker must be killed, the
+                # client can name it (and the calls that never ran) instead of blaming them all.
+                spec = TaskSpec.from_json(message)
+                on_call = (lambda call_id: outbox.send(("call", call_id))) \
+                    if spec.timeout is not None and spec.call_count > 1 else None
+                run_task(spec, platform="local", on_call=on_call)
+                reply: tuple[str, Any] = ("ok", None)
             except BaseException as exc:  # noqa: BLE001 - e.g. storage full: the record could not be written
                 reply = ("error", f"{type(exc).__name__}: {exc}")
             outbox.send(reply)
     except (BrokenPipeError, EOFError, OSError):
         return  # the client closed our pipe (shut down or gone): nothing to report to
+
+
+def _timeout_error(spec: TaskSpec, hung: int | None, pid: int) -> TaskTimeoutError:
+    """The error of an invocation whose worker was killed past its timeout, naming the call that hung and saying
+    which calls never ran (``call_errors``: one error per call, for the collector)."""
+    error = TaskTimeoutError(f"invocation {spec.invocation} timed out after {spec.timeout:g} s ({spec.call_count} "
+                             f"call(s)); its worker process {pid} was stopped")
+    if hung is not None:
+        per_call: dict[int, BaseException] = {}
+        for call_id in spec.call_ids:
+            if call_id == hung:
+                per_call[call_id] = TaskTimeoutError(
+                    f"call {call_id} hung past its timeout ({(spec.timeout or 0) / spec.call_count:g} s) and did not "
+                    f"return to Python; its worker process {pid} was stopped")
+            elif call_id > hung:
+                per_call[call_id] = WorkerLostError(
+                    f"call {call_id} did not run: call {hung} of the same invocation hung and its worker was stopped")
+            else:
+                per_call[call_id] = WorkerLostError(
+                    f"call {call_id} finished, but its result was lost with the worker stopped after call {hung} "
+                    "hung")
+        error.call_errors = per_call  # type: ignore[attr-defined]
+    return error
 
 
 def _describe_exit(code: int | None) -> str:
@@ -102,6 +130,7 @@ class _Worker:
     deadline: float | None = None
     ready: bool = False
     stopped_since: float | None = None
+    current_call: int | None = None  # reported by the worker when the invocation has a timeout
 
     def close_sentinel(self) -> None:
         if self.sentinel is not None:
@@ -256,7 +285,7 @@ class LocalInvoker(Invoker):
                     spec = self._queue.popleft()
                 if self._sink.started(spec):
                     break
-            worker.spec = spec
+            worker.spec, worker.current_call = spec, None
             # The worker raises TaskTimeoutError itself at spec.timeout; the kill is for code that never yields.
             worker.deadline = None if spec.timeout is None else time.monotonic() + spec.timeout + KILL_GRACE
             try:
@@ -288,9 +317,7 @@ class LocalInvoker(Invoker):
                 if worker.spec is not None and worker.deadline is not None and worker.deadline <= now:
                     spec = worker.spec
                     worker.process.kill()
-                    self._replace(i, worker, TaskTimeoutError(
-                        f"timed out after {spec.timeout:g} s (invocation {spec.invocation}, "
-                        f"{spec.call_count} call(s)); its worker process {worker.process.pid} was stopped"))
+                    self._replace(i, worker, _timeout_error(spec, worker.current_call, worker.process.pid))
 
     def _check_stopped(self, now: float) -> None:
         """A worker stopped (SIGSTOP) in the middle of a call would hold it for ever: past STOPPED_LIMIT it is
@@ -318,7 +345,10 @@ class LocalInvoker(Invoker):
         if status == "ready":
             worker.ready = True
             return
-        spec, worker.spec, worker.deadline = worker.spec, None, None
+        if status == "call":
+            worker.current_call = message
+            return
+        spec, worker.spec, worker.deadline, worker.current_call = worker.spec, None, None, None
         if spec is None:
             return
         if status == "ok":

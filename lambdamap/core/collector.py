@@ -401,10 +401,11 @@ class Collector:
             self.invoker.settled(spec)  # the failed attempt no longer occupies the invoker's window
             self.invoker.invoke([inv.spec])
             return
+        per_call: dict[int, BaseException] = getattr(error, "call_errors", None) or {}
         for fut in inv.futures:
             if not fut.done():
-                exc = error
-                if isinstance(error, (*RETRYABLE, StorageError)):  # name the call in its own error
+                exc = per_call.get(fut.call_id, error)
+                if exc is error and isinstance(error, (*RETRYABLE, StorageError)):  # name the call in its error
                     exc = type(error)(f"call {fut.call_id} of job {spec.job_id}: {error}")
                     exc.__cause__ = error.__cause__
                 fut._received = time.time()

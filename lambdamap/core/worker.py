@@ -117,7 +117,7 @@ def _soft_timeout(seconds: float | None, call_id: int) -> Iterator[None]:
 
 
 def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], record: ResultRecord,
-               cancelled: Callable[[], bool] | None = None) -> None:
+               cancelled: Callable[[], bool] | None = None, on_call: Callable[[int], None] | None = None) -> None:
     """Run the invocation's calls in order, filling the record's columns. Each call's arguments are unpickled, and
     its value pickled, on their own: one bad value fails only its own call."""
     per_call = None if spec.timeout is None else spec.timeout / max(1, spec.call_count)
@@ -127,7 +127,8 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
         else None
     values: list[Any] = []
     with capture.installed() if capture is not None else contextlib.nullcontext():
-        _run_each(fn, spec, calls, record, values, per_call, retry_on, retries, backoff, capture, cancelled)
+        _run_each(fn, spec, calls, record, values, per_call, retry_on, retries, backoff, capture, cancelled,
+                  on_call)
     frames, failures = dumps_each(values)
     for offset, failure in failures.items():
         call_id = spec.call_start + offset
@@ -140,9 +141,12 @@ def _run_calls(fn: Any, spec: TaskSpec, calls: Frames, options: dict[str, Any], 
 
 def _run_each(fn: Any, spec: TaskSpec, calls: Frames, record: ResultRecord, values: list[Any],
               per_call: float | None, retry_on: tuple[type[BaseException], ...], retries: int, backoff: float,
-              capture: Capture | None, cancelled: Callable[[], bool] | None) -> None:
+              capture: Capture | None, cancelled: Callable[[], bool] | None,
+              on_call: Callable[[int], None] | None = None) -> None:
     times = record.times
     for offset, call_id in enumerate(spec.call_ids[:len(calls)]):
+        if on_call is not None:
+            on_call(call_id)
         if offset and cancelled is not None and cancelled():  # the client cancelled the job: run no more calls
             for later in spec.call_ids[offset:len(calls)]:
                 now = time.time()
@@ -237,11 +241,13 @@ def run_task(
     storage: Storage | None = None,
     platform: str = "local",
     extra: dict[str, Any] | None = None,
+    on_call: Callable[[int], None] | None = None,
 ) -> ResultRecord:
     """Run one invocation and write its result record to storage; return the record.
 
     ``spec`` may be a :class:`TaskSpec`, its dict or its JSON. ``storage`` defaults to the one the spec names.
-    ``extra`` lands in ``record.extra`` (platform facts such as the Lambda request id or cold start).
+    ``extra`` lands in ``record.extra`` (platform facts such as the Lambda request id or cold start). ``on_call``
+    is told each call's id as it starts (the local pool uses it to name a call that hangs past its timeout).
     If the same result already exists (a repeated delivery), the calls are not run again.
     """
     global _invocations_served
@@ -272,7 +278,7 @@ def run_task(
                 run_in_processes(lambda sub_spec, sub_calls, sub_record: _run_calls(
                     fn, sub_spec, sub_calls, options, sub_record), spec, calls, record, min(cores, len(calls)))
             else:
-                _run_calls(fn, spec, calls, options, record, _cancel_check(storage, spec))
+                _run_calls(fn, spec, calls, options, record, _cancel_check(storage, spec), on_call)
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
         record.setup_error, record.setup_traceback = dumps_exception(exc)
         record.setup_error_type, record.setup_error_message = type(exc).__qualname__, str(exc)

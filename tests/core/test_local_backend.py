@@ -189,3 +189,22 @@ def test_waiting_on_some_futures_of_a_job_does_not_wait_for_the_rest():
         assert lambdamap.get_all_results([futures[0], futures[2]], timeout=60) == [None, None]
         assert time.monotonic() - start < 10
         pwex.cancel(futures)
+
+
+def hangs_in_c_on_one(x):
+    import signal as _signal
+    import time as _time
+
+    if x == 1:
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGALRM})  # as code stuck in C: no soft timeout
+        _time.sleep(60)
+    return x
+
+
+def test_a_call_hanging_in_c_is_named_and_the_others_say_what_became_of_them():
+    with lambdamap.local_executor(workers=1, progress=False) as pwex:
+        futures = pwex.map(hangs_in_c_on_one, [0, 1, 2], chunksize=3, timeout=1)
+        errors = [f.exception(timeout=60) for f in futures]
+    assert isinstance(errors[1], lambdamap.TaskTimeoutError) and "call 1 hung past its timeout" in str(errors[1])
+    assert isinstance(errors[0], lambdamap.WorkerLostError) and "finished, but its result was lost" in str(errors[0])
+    assert isinstance(errors[2], lambdamap.WorkerLostError) and "call 2 did not run" in str(errors[2])
