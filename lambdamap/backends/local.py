@@ -131,6 +131,7 @@ class _Worker:
     ready: bool = False
     stopped_since: float | None = None
     current_call: int | None = None  # reported by the worker when the invocation has a timeout
+    killed: bool = False  # sent SIGKILL: gets no new work, even if it reports a result that was already on its way
 
     def close_sentinel(self) -> None:
         if self.sentinel is not None:
@@ -206,6 +207,7 @@ class LocalInvoker(Invoker):
         for worker in self._workers:
             spec = worker.spec
             if spec is not None and (spec.job_id, spec.invocation, spec.attempt) in wanted:
+                worker.killed = True
                 with contextlib.suppress(OSError):
                     worker.process.kill()  # its death is noticed through its sentinel; no new work meanwhile
 
@@ -276,7 +278,7 @@ class LocalInvoker(Invoker):
     def _assign(self) -> None:
         assert self._sink is not None
         for worker in self._workers:
-            if worker.spec is not None or not worker.ready:
+            if worker.spec is not None or not worker.ready or worker.killed:
                 continue
             while True:
                 with self._lock:
