@@ -15,14 +15,18 @@ jupyter_client = pytest.importorskip("jupyter_client")
 def kernel(tmp_path):
     from jupyter_client.manager import start_new_kernel
 
-    env = {**os.environ, "LAMBDAMAP_BACKEND": "local", "LAMBDAMAP_CONFIG": str(tmp_path / "none.toml")}
+    tmp = tmp_path / "tmp"  # the kernel's own TMPDIR: a folder left behind would show, and never litter /tmp
+    tmp.mkdir()
+    env = {**os.environ, "LAMBDAMAP_BACKEND": "local", "LAMBDAMAP_CONFIG": str(tmp_path / "none.toml"),
+           "TMPDIR": str(tmp)}
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env=env, startup_timeout=120)
     client.parent = manager  # the tests interrupt the kernel through its manager, as Jupyter's stop button does
     try:
         yield client
     finally:
         client.stop_channels()
-        manager.shutdown_kernel(now=True)
+        manager.shutdown_kernel(now=False)  # a graceful shutdown, as Jupyter's: the kernel's exit hooks run
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("lambdamap-")] == []
 
 
 def run_cell(client, code: str, timeout: float = 120) -> str:
