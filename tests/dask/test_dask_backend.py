@@ -151,10 +151,12 @@ def test_storage_the_workers_cannot_read_is_refused_before_any_work(dask_client,
     ((42,), {}, "takes a distributed.Client, a cluster or a scheduler address"),
     (("",), {}, "address is empty"),
     ((None,), {"storage": "s3://bucket"}, "storage must be a lambdamap Storage"),
-    ((None,), {"storage_dir": "/tmp/x", "storage": LocalStorage("/tmp/lambdamap-test-x")}, "not both"),
+    ((None,), {"storage_dir": "/tmp/x", "storage": "a LocalStorage"}, "not both"),
     ((None,), {"connect_timeout": 0}, "connect_timeout must be a positive number"),
 ])
-def test_bad_arguments_raise_config_error(args, kwargs, fragment):
+def test_bad_arguments_raise_config_error(args, kwargs, fragment, tmp_path):
+    if kwargs.get("storage") == "a LocalStorage":  # made here, in the test's own folder, not at collection in /tmp
+        kwargs = {**kwargs, "storage": LocalStorage(tmp_path / "store")}
     with pytest.raises(lambdamap.ConfigError, match=fragment):
         lambdamap.dask_executor(*args, **kwargs)
 
