@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import pytest
+from support.waiting import wait_until
 
 import lambdamap
 from lambdamap.storage.local import LocalStorage
@@ -44,9 +45,7 @@ def test_shutdown_mid_job_leaves_no_processes_or_files(tmp_path):
     root = pwex.storage.root
     pids = pwex.invoker.pids
     futures = pwex.map(time.sleep, [2] * 6, chunksize=1)
-    deadline = time.monotonic() + 30
-    while sum(f.running() for f in futures) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert wait_until(lambda: sum(f.running() for f in futures) == 2, 30)
     start = time.monotonic()
     pwex.shutdown(wait=False, cancel_futures=True)
     assert time.monotonic() - start < 1
@@ -54,9 +53,7 @@ def test_shutdown_mid_job_leaves_no_processes_or_files(tmp_path):
         pwex.map(abs, [1])
     assert sum(f.cancelled() for f in futures) == 4
     assert [f.result(timeout=30) for f in futures if not f.cancelled()] == [None, None]
-    deadline = time.monotonic() + 10
-    while (any(pid_alive(p) for p in pids) or root.exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not any(pid_alive(p) for p in pids) and not root.exists(), 10)
     assert not any(pid_alive(p) for p in pids)
     assert not root.exists()
 

@@ -14,17 +14,12 @@ import time
 
 import psutil
 import pytest
+from conftest import _alive
+from support.waiting import wait_until
 
 import lambdamap
 import lambdamap.core.executor
 from lambdamap.backends import local as local_backend
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class ExitsWhenUnpickled:
@@ -76,9 +71,7 @@ def test_shutdown_from_a_done_callback_neither_deadlocks_nor_leaks():
     futures = pwex.map(abs, range(100), chunksize=1)
     futures[0].add_done_callback(lambda _: pwex.shutdown())
     assert lambdamap.get_all_results(futures, timeout=60) == list(range(100))
-    deadline = time.monotonic() + 10
-    while (root.exists() or any(_alive(p) for p in pids)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not root.exists() and not any(_alive(p) for p in pids), 10)
     assert not root.exists()
     pwex.shutdown()  # a second call returns at once
 
@@ -110,17 +103,13 @@ def test_executor_cancel_stops_running_calls_at_once():
     with lambdamap.local_executor(workers=2, progress=False) as pwex:
         pids = pwex.invoker.pids
         futures = pwex.map(time.sleep, [30] * 5, chunksize=1)
-        deadline = time.monotonic() + 30
-        while sum(f.running() for f in futures) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: sum(f.running() for f in futures) == 2, 30)
         start = time.monotonic()
         assert pwex.cancel(futures) == 5
         assert all(f.done() for f in futures)
         assert sum(f.cancelled() for f in futures) == 3
         assert all(isinstance(f.exception(), cf.CancelledError) for f in futures if not f.cancelled())
-        deadline = time.monotonic() + 5
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not any(_alive(p) for p in pids), 5)
         assert time.monotonic() - start < 3  # killed, not waited for
         assert pwex.submit(abs, -3).result(timeout=60) == 3  # the pool was refilled
 
