@@ -102,23 +102,21 @@ class DaskInvoker(Invoker):
                 log.debug("could not cancel Dask tasks at shutdown", exc_info=True)
 
     def cancel(self, specs: list[TaskSpec]) -> None:
-        """Cancel these invocations' Dask tasks and (with ``restart_timed_out_workers``) restart the workers running
-        them, which is the only way to stop a call inside a worker thread. In the background: never blocks Ctrl-C."""
+        """Cancel these invocations' Dask tasks, in the background (never blocks Ctrl-C). A call already running in
+        a worker thread runs on until it returns and its result is ignored: restarting the worker would also kill
+        whatever it runs next, another job's calls included."""
         wanted = {(spec.job_id, spec.invocation) for spec in specs}
         with self._lock:
-            hits = [r for r in self._running.values() if (r.spec.job_id, r.spec.invocation) in wanted]
+            hits = [r.future for r in self._running.values() if (r.spec.job_id, r.spec.invocation) in wanted]
         if hits:
-            threading.Thread(target=self._stop_tasks, args=(hits,), name="lambdamap-dask-cancel", daemon=True).start()
+            threading.Thread(target=self._cancel_futures, args=(hits,), name="lambdamap-dask-cancel",
+                             daemon=True).start()
 
-    def _stop_tasks(self, hits: list[_Running]) -> None:
+    def _cancel_futures(self, futures: list[Any]) -> None:
         try:
-            workers = {w for r in hits if (w := self._worker_of(r.future.key))} if self.restart_timed_out_workers \
-                else set()
-            self.client.cancel([r.future for r in hits], force=True)
-            if workers:
-                self.client.restart_workers(sorted(workers), timeout=60, raise_for_error=False)
+            self.client.cancel(futures, force=True)
         except Exception:  # noqa: BLE001 - the calls are already cancelled on the client
-            log.debug("could not stop cancelled Dask tasks", exc_info=True)
+            log.debug("could not cancel Dask tasks", exc_info=True)
 
     # -- dispatch -----------------------------------------------------------------------------------------------
     def _limit(self) -> int:
