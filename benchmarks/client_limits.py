@@ -5,10 +5,13 @@
    ``joblib.Parallel`` with 2 workers; medians of ``--repeats``.
 2. ``memory``: client RSS over ``--maps`` consecutive maps of 4 results of 8 MB, dropped each time (the executor
    must not keep finished jobs).
-3. ``stream``: ``pwex.imap`` over a generator of ``--stream-n`` small items (never listed), client RSS before and
+3. ``pending``: client RSS held per pending call, right after ``map`` of ``--pending-n`` calls returns (the
+   workers are busy with a first slow call, so nearly all are still pending), per 10,000 calls.
+4. ``stream``: ``pwex.imap`` over a generator of ``--stream-n`` small items (never listed), client RSS before and
    after.
 
-    python benchmarks/client_limits.py [--sizes 1000 10000 100000] [--repeats 3] [--maps 1000] [--stream-n 10000000]
+    python benchmarks/client_limits.py [--sizes 1000 10000 100000] [--repeats 3] [--maps 1000] [--pending-n 100000]
+        [--stream-n 10000000]
 
 Writes benchmarks/results/client_limits.json and prints the tables, with the load average.
 """
@@ -110,6 +113,27 @@ def memory(pwex: lambdamap.Executor, maps: int) -> dict[str, Any]:
     return row
 
 
+def hold(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def pending(pwex: lambdamap.Executor, n: int) -> dict[str, Any]:
+    process = psutil.Process()
+    gc.collect()
+    start = process.memory_info().rss
+    futures = pwex.map(hold, [2.0, 2.0] + [0.0] * (n - 2), chunksize=1000)
+    held = process.memory_info().rss
+    waiting = sum(not f.done() for f in futures)
+    assert lambdamap.get_all_results(futures)[-1] == 0.0
+    row = {"n": n, "pending_when_measured": waiting, "rss_start_mb": start / 2**20, "rss_held_mb": held / 2**20,
+           "mb_per_10000_pending": (held - start) / 2**20 / n * 10_000}
+    print(f"map of {n:,} calls ({waiting:,} pending when measured): RSS {row['rss_start_mb']:.0f} -> "
+          f"{row['rss_held_mb']:.0f} MB, {row['mb_per_10000_pending']:.1f} MB per 10,000 pending calls")
+    del futures
+    return row
+
+
 def stream(pwex: lambdamap.Executor, n: int) -> dict[str, Any]:
     process = psutil.Process()
     gc.collect()
@@ -133,10 +157,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--maps", type=int, default=1000)
+    parser.add_argument("--pending-n", type=int, default=100_000)
     parser.add_argument("--stream-n", type=int, default=10_000_000)
-    parser.add_argument("--only", choices=["throughput", "memory", "stream"], nargs="*")
+    parser.add_argument("--only", choices=["throughput", "memory", "pending", "stream"], nargs="*")
     args = parser.parse_args()
-    only = set(args.only or ["throughput", "memory", "stream"])
+    only = set(args.only or ["throughput", "memory", "pending", "stream"])
     out: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
                            "load_average_before": os.getloadavg()}
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs")
@@ -146,6 +171,8 @@ def main() -> None:
             out["throughput"] = throughput(pwex, args.sizes, args.repeats)
         if "memory" in only:
             out["memory"] = memory(pwex, args.maps)
+        if "pending" in only:
+            out["pending"] = pending(pwex, args.pending_n)
         if "stream" in only:
             out["stream"] = stream(pwex, args.stream_n)
     out["load_average_after"] = os.getloadavg()

@@ -26,7 +26,7 @@ from typing import Any
 
 from lambdamap.backends.base import Invoker
 from lambdamap.core import keys, records
-from lambdamap.core.future import Future
+from lambdamap.core.future import Future, complete, start
 from lambdamap.core.gcpause import paused_gc
 from lambdamap.core.task import ResultRecord, TaskSpec
 from lambdamap.errors import (
@@ -189,16 +189,7 @@ class Collector:
             inv = self._lookup(spec)
             if inv is None:
                 return False
-            live = False
-            for fut in inv.futures:
-                # PENDING -> RUNNING (True); CANCELLED -> CANCELLED_AND_NOTIFIED, which alone wakes cf.wait and
-                # as_completed waiters (False); already RUNNING (a retry) or done: RuntimeError. One lock per future.
-                try:
-                    if fut.set_running_or_notify_cancel():
-                        live = True
-                except RuntimeError:
-                    live = live or fut.running()
-            if not live:
+            if not start(inv.futures):
                 self._events.put(("all-cancelled", spec))
                 return False
             inv.started_at = time.monotonic()
@@ -428,18 +419,13 @@ class Collector:
         report = records.report(record)
         outcomes = records.decode(record, [fut.call_id for fut in inv.futures], inv.job.job_id)
         outputs = getattr(record, "outputs", None) or {}
-        for fut, (function_times, error, value) in zip(inv.futures, outcomes, strict=True):
+        for fut, (function_times, _, _) in zip(inv.futures, outcomes, strict=True):
             fut._report, fut._received = report, received
             if outputs:
                 fut._output = outputs.get(fut.call_id, "")
             if function_times is not None:
                 fut._function_times = function_times
-            if fut.done():
-                continue  # cancelled
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                fut.set_result(value)
+        complete(inv.futures, [(error, value) for _, error, value in outcomes])
         inv.job.records.append(records.summary_row(record, nbytes))
         self._complete_invocation(inv)
 

@@ -8,6 +8,7 @@ built on them work unchanged.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib.util
 import sys
 import threading
@@ -58,25 +59,53 @@ class InvocationReport:
     platform: str
 
 
+#: The attributes ``concurrent.futures.Future.__init__`` sets. Ours makes the three costly ones lazily; on a Python
+#: whose Future sets others, it falls back to the standard constructor (and completes futures the standard way).
+_LAZY = frozenset({"_condition", "_waiters", "_done_callbacks"})
+_LIGHT = set(cf.Future().__dict__) == _LAZY | {"_state", "_result", "_exception"}
+_base: Any = cf._base
+_PENDING, _RUNNING, _FINISHED = _base.PENDING, _base.RUNNING, _base.FINISHED
+_CANCELLED = frozenset({_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED})
+_DONE = _CANCELLED | {_FINISHED}
+_lazy_lock = threading.Lock()
+
+
 class Future(cf.Future[T], Generic[T]):
     """The future of one call: ``result()``, ``exception()``, ``done()``, ``cancel()`` and ``stats``.
 
     Generic in the call's result type: ``pwex.map(fn, xs)`` with ``fn: Callable[..., int]`` gives
     ``list[Future[int]]``."""
 
+    # Defaults every call shares, as class attributes: a map of 100,000 calls then sets four attributes per future.
+    _attempts = 1
+    _report: InvocationReport | None = None
+    _function_times: tuple[float | None, float | None] = (None, None)
+    _received: float | None = None
+    _stats: CallStats | None = None
+    _job: Any = None  # the collector's JobState: kept alive (for summaries) only while futures are held
+    _output = ""
+    _result: Any = None
+    _exception: BaseException | None = None
+
     def __init__(self, job_id: str, call_id: int, submitted: float, invocation: int = -1) -> None:
-        super().__init__()
+        if not _LIGHT:
+            super().__init__()
+        self._state = _PENDING
         self.job_id = job_id
         self.call_id = call_id
         self._submitted = submitted
         self._invocation = invocation
-        self._attempts = 1
-        self._report: InvocationReport | None = None
-        self._function_times: tuple[float | None, float | None] = (None, None)
-        self._received: float | None = None
-        self._stats: CallStats | None = None
-        self._job: Any = None  # the collector's JobState: kept alive (for summaries) only while futures are held
-        self._output = ""
+
+    def __getattr__(self, name: str) -> Any:
+        # The standard Future's condition, waiters and callbacks, made on first use (see _LIGHT): most futures of a
+        # big map are completed and read without anyone waiting on them one by one.
+        if name in _LAZY:
+            with _lazy_lock:
+                if "_condition" not in self.__dict__:
+                    self.__dict__.update(_waiters=[], _done_callbacks=[])
+                    self._condition = threading.Condition()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def output(self) -> str:
@@ -91,7 +120,17 @@ class Future(cf.Future[T], Generic[T]):
         """Done with an exception or cancelled (PyWren's name)."""
         return self.done() and (self.cancelled() or self.exception(timeout=0) is not None)
 
+    # A finished future never changes again, so reading it needs no lock (under the GIL, _result/_exception are
+    # always written before _state): reading 100,000 results then never touches a condition.
+    def done(self) -> bool:
+        return self._state in _DONE
+
+    def cancelled(self) -> bool:
+        return self._state in _CANCELLED
+
     def result(self, timeout: float | None = None) -> T:
+        if self._state is _FINISHED and self._exception is None:
+            return self._result
         try:
             return super().result(timeout)
         except KeyboardInterrupt:
@@ -99,6 +138,8 @@ class Future(cf.Future[T], Generic[T]):
             raise
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state is _FINISHED:
+            return self._exception
         try:
             return super().exception(timeout)
         except KeyboardInterrupt:
@@ -127,6 +168,54 @@ class Future(cf.Future[T], Generic[T]):
 
     def __repr__(self) -> str:
         return f"<lambdamap.Future job={self.job_id} call={self.call_id} state={self._state}>"
+
+
+def start(futures: Sequence[Future[Any]]) -> bool:
+    """Mark ``futures`` running as their invocation starts (``set_running_or_notify_cancel`` for each); return
+    whether any of them is still wanted (not cancelled). Futures without a condition cannot have been cancelled
+    and are switched together under one lock."""
+    live = False
+    slow = []
+    with _lazy_lock:
+        for fut in futures:
+            if _LIGHT and "_condition" not in fut.__dict__ and fut._state is _PENDING:
+                fut._state = _RUNNING
+                live = True
+            else:
+                slow.append(fut)
+    for fut in slow:
+        # PENDING -> RUNNING (True); CANCELLED -> CANCELLED_AND_NOTIFIED, which alone wakes cf.wait and
+        # as_completed waiters (False); already RUNNING (a retry) or done: RuntimeError.
+        try:
+            if fut.set_running_or_notify_cancel():
+                live = True
+        except RuntimeError:
+            live = live or fut.running()
+    return live
+
+
+def complete(futures: Sequence[Future[Any]], outcomes: Iterable[tuple[BaseException | None, Any]]) -> None:
+    """Complete each of ``futures`` with its (exception or None, value), skipping those already done (cancelled).
+
+    Futures nobody has waited on or added a callback to (they have no condition yet) are completed together under
+    one lock, as plain assignments; the others the standard way, waking their waiters and running callbacks."""
+    slow: list[tuple[Future[Any], BaseException | None, Any]] = []
+    with _lazy_lock:  # no condition can be made meanwhile, so nobody can start waiting on these
+        for fut, (error, value) in zip(futures, outcomes, strict=True):
+            if not _LIGHT or "_condition" in fut.__dict__:
+                slow.append((fut, error, value))
+            elif fut._state is _RUNNING or fut._state is _PENDING:
+                if error is None:
+                    fut._result = value
+                else:
+                    fut._exception = error
+                fut._state = _FINISHED
+    for fut, error, value in slow:
+        with contextlib.suppress(cf.InvalidStateError):  # cancelled meanwhile
+            if error is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(error)
 
 
 def interrupted(futures: Iterable[cf.Future[Any]]) -> int:
@@ -161,12 +250,6 @@ def _wait_one(fut: cf.Future[Any], timeout: float | None) -> bool:
         return condition.wait_for(fut.done, timeout)
 
 
-def _progress_wanted(total: int, progress: bool | None) -> bool:
-    if progress is False or total == 0:
-        return False
-    return bool(progress) or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) or _in_notebook()
-
-
 def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
     """A tqdm bar on a terminal or in a notebook (after one second), or None."""
     if progress is False or total == 0:
@@ -187,34 +270,41 @@ def wait(
     return_when: str = ALL_COMPLETED,
     timeout: float | None = None,
     progress: bool | None = None,
-) -> tuple[set[cf.Future[T]], set[cf.Future[T]]]:
-    """Wait for ``futures``; return ``(done, not_done)`` like :func:`concurrent.futures.wait`.
+) -> tuple[list[cf.Future[T]], list[cf.Future[T]]]:
+    """Wait for ``futures``; return ``(done, not_done)``, two lists in input order (as PyWren's ``wait``; the
+    standard library's returns sets).
 
     ``return_when`` is ``ALL_COMPLETED``, ``ANY_COMPLETED`` or ``ALWAYS`` (return the current state at once).
-    ``progress`` shows a tqdm bar (default: only when stderr is a terminal and the wait lasts over a second).
+    ``timeout`` bounds the wait (then ``not_done`` holds what is left). ``progress`` shows a tqdm bar (default: only
+    when stderr is a terminal or a notebook, and the wait lasts over a second).
     """
     futures = list(futures)
+    if return_when not in (ALL_COMPLETED, ANY_COMPLETED, ALWAYS):
+        raise ValueError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED or ALWAYS, got {return_when!r}")
     try:
-        return _wait(futures, return_when, timeout, progress)
+        _wait(futures, return_when, timeout, progress)
     except KeyboardInterrupt:
         interrupted(futures)
         raise
+    done = [f for f in futures if f.done()]
+    return done, [f for f in futures if not f.done()]
 
 
-def _wait(futures: list[cf.Future[T]], return_when: str, timeout: float | None,
-          progress: bool | None) -> tuple[set[cf.Future[T]], set[cf.Future[T]]]:
+def _wait(futures: list[cf.Future[T]], return_when: str, timeout: float | None, progress: bool | None) -> None:
     if return_when == ALWAYS:
-        done = {f for f in futures if f.done()}
-        return done, set(futures) - done
-    if return_when not in (ALL_COMPLETED, ANY_COMPLETED):
-        raise ValueError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED or ALWAYS, got {return_when!r}")
+        return
     if return_when == ANY_COMPLETED:
-        done, not_done = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        return set(done), set(not_done)
+        cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return
     bar = _progress_bar(len(futures), progress, "lambdamap")
     if bar is None:
-        done, not_done = cf.wait(futures, timeout=timeout)
-        return set(done), set(not_done)
+        # In order, one future at a time, without a waiter on every future: completing 100,000 futures then costs
+        # far less (see complete()).
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for f in futures:
+            if not f.done() and not _wait_one(f, None if deadline is None else deadline - time.monotonic()):
+                return
+        return
     try:
         for _ in cf.as_completed(futures, timeout=timeout):
             bar.update(1)
@@ -222,8 +312,6 @@ def _wait(futures: list[cf.Future[T]], return_when: str, timeout: float | None,
         pass
     finally:
         bar.close()
-    done = {f for f in futures if f.done()}
-    return done, set(futures) - done
 
 
 def get_all_results(
@@ -238,20 +326,8 @@ def get_all_results(
     :class:`TimeoutError` when it runs out.
     """
     futures = list(futures)
-    not_done: Iterable[cf.Future[T]]
-    if _progress_wanted(len(futures), progress):
-        _, not_done = wait(futures, ALL_COMPLETED, timeout=timeout, progress=progress)
-    else:  # in order, without a waiter on every future: completing 100,000 futures then costs far less
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            for f in futures:
-                if not f.done() and not _wait_one(f, None if deadline is None else deadline - time.monotonic()):
-                    break
-        except KeyboardInterrupt:
-            interrupted(futures)
-            raise
-        not_done = [f for f in futures if not f.done()]
-    missing = len(list(not_done))
+    _, not_done = wait(futures, ALL_COMPLETED, timeout=timeout, progress=progress)
+    missing = len(not_done)
     if missing:
         raise TimeoutError(f"{missing} of {len(futures)} calls not done after {timeout} s")
     results: list[Any] = []

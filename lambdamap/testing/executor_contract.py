@@ -129,11 +129,19 @@ def test_concurrent_futures_wait_and_as_completed(backend):
 def test_lambdamap_wait_modes(backend):
     futures = backend.executor.map(time.sleep, [0.0, 0.0, 1.0])
     done, not_done = lambdamap.wait(futures, return_when=lambdamap.ALWAYS)
-    assert done | not_done == set(futures)
+    assert sorted(done + not_done, key=futures.index) == futures
     done, _ = lambdamap.wait(futures, return_when=lambdamap.ANY_COMPLETED, timeout=120)
-    assert done
+    assert done and all(f.done() for f in done)
     done, not_done = lambdamap.wait(futures, return_when=lambdamap.ALL_COMPLETED, timeout=120)
-    assert len(done) == 3 and not not_done
+    assert done == futures and not_done == []  # PyWren's lists, in input order
+
+
+def test_lambdamap_wait_timeout_returns_what_is_left_in_order(backend):
+    futures = backend.executor.map(time.sleep, [0.0, 5.0, 0.0, 5.0], chunksize=1)
+    done, not_done = lambdamap.wait(futures, timeout=0.5)
+    assert not_done == [f for f in futures if not f.done()] and futures[1] in not_done and futures[3] in not_done
+    assert done == [f for f in futures if f in done]  # input order
+    backend.executor.cancel(futures)
 
 
 def test_cancel_is_consistent(backend):

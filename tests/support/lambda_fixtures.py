@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 import lambdamap
@@ -45,6 +47,10 @@ def lambda_executor_for(stack: AwsStack, function_name: str = FUNCTION, *, endpo
 @pytest.fixture(scope="session")
 def lambda_backend(local_aws: AwsStack):
     pwex = lambda_executor_for(local_aws)
+    # The emulator starts a process per concurrent invocation; on a loaded 2-core machine the first 16 cold starts
+    # together can outlast the 18 s loss deadline of the first test that happens to run. Pay them here, once.
+    with contextlib.suppress(Exception):
+        pwex.warm(timeout=120)
     try:
         yield BackendUnderTest(name="lambda", executor=pwex, max_invocations=MAX_INVOCATIONS,
                                lost_worker_seconds=FUNCTION_TIMEOUT + COMPLETION_MARGIN + 20)
