@@ -158,6 +158,10 @@ def add_deploy(subparsers: Subparsers) -> None:
     group.add_argument("--layer-zip", help="a layer zip from `lambdamap runtime build` (default: build one now)")
     group.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="memory in MB (128-10240; CPU scales "
                        "with it: 1769 MB = 1 vCPU)")
+    group.add_argument("--memory-sizes", type=_memory_sizes, default=(), metavar="MB,MB,...",
+                       help="publish a function version and alias (mem-MB) for each size, so that "
+                            "map(..., memory=MB) can use it, e.g. 1769,3538,10240; list every size on each deploy "
+                            "(aliases of sizes left out are removed)")
     group.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="function time limit, seconds (1-900)")
     group.add_argument("--expire-days", type=int, default=DEFAULT_EXPIRE_DAYS,
                        help="delete job objects from the bucket after this many days")
@@ -167,13 +171,30 @@ def add_deploy(subparsers: Subparsers) -> None:
     deploy.set_defaults(handler=_deploy)
 
 
+def _memory_sizes(text: str) -> tuple[int, ...]:
+    """``--memory-sizes 1769,3538`` as (1769, 3538); argparse reports the ValueError as a usage error."""
+    from lambdamap.aws.memory import check_memory
+
+    try:
+        sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+        for size in sizes:
+            check_memory(size, "each memory size")
+    except (ValueError, ConfigError) as exc:
+        raise argparse.ArgumentTypeError(f"expected sizes in MB from 128 to 10240 separated by commas, e.g. "
+                                         f"1769,3538 ({exc})") from None
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"a size is repeated in {text!r}")
+    return sizes
+
+
 def _deploy(args: argparse.Namespace) -> int:
     import tempfile
 
     from lambdamap.aws.deploy import FunctionSettings, deploy
 
     where = target(args)  # check names before a long build
-    settings = FunctionSettings(memory_mb=args.memory, timeout_s=args.timeout, expire_days=args.expire_days)
+    settings = FunctionSettings(memory_mb=args.memory, timeout_s=args.timeout, expire_days=args.expire_days,
+                                memory_sizes=args.memory_sizes)
     with tempfile.TemporaryDirectory(prefix="lambdamap-deploy-") as tmp:
         if args.layer_zip:
             from lambdamap.aws.layer import inspect_layer

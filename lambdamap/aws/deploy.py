@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lambdamap.aws.aliases import ensure_memory_aliases
 from lambdamap.aws.clients import (
     MANAGED_TAG,
     Aws,
@@ -79,10 +80,19 @@ class FunctionSettings:
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_s: int = DEFAULT_TIMEOUT_S
     expire_days: int = DEFAULT_EXPIRE_DAYS
+    #: Memory sizes (MB) that maps may ask for with ``memory=``: one published version and alias each (see
+    #: :mod:`lambdamap.aws.aliases`). Exactly these: aliases of sizes left out are removed.
+    memory_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not 128 <= self.memory_mb <= 10240:
             raise DeploymentError(f"memory must be 128 to 10240 MB, got {self.memory_mb}")
+        sizes = self.memory_sizes
+        if not isinstance(sizes, tuple) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and 128 <= m <= 10240 for m in sizes):
+            raise DeploymentError(f"memory sizes must be a tuple of integers from 128 to 10240 (MB), got {sizes!r}")
+        if len(set(sizes)) != len(sizes):
+            raise DeploymentError(f"memory sizes must not repeat, got {sizes!r}")
         if not 1 <= self.timeout_s <= 900:
             raise DeploymentError(f"timeout must be 1 to 900 seconds, got {self.timeout_s}")
         if not 1 <= self.expire_days <= 3650:
@@ -369,6 +379,11 @@ def deploy(target: Target, layer: LayerBuild | str | os.PathLike[str], settings:
     function_arn = ensure_function(aws, layer, layer_arn, role_arn, settings, role_is_new)
     step(f"function {target.function_name}: active; failed asynchronous invocations are not retried by Lambda "
          f"(lambdamap retries them), events are kept up to {MAX_EVENT_AGE_S // 3600} h")
+    for line in ensure_memory_aliases(aws, settings.memory_sizes, settings.memory_mb, _wait,
+                                      f"lambdamap {layer.versions.get('lambdamap')} generic runtime"):
+        step(line)
+    if settings.memory_sizes:
+        step("memory sizes for map(..., memory=MB): " + ", ".join(str(m) for m in settings.memory_sizes))
     path = None
     if write_config:
         values = {"backend": "lambda", "function_name": target.function_name, "bucket": bucket, "region": aws.region,

@@ -63,7 +63,10 @@ def deployer_policy(name_prefix: str = NAME_PREFIX) -> dict[str, Any]:
             {"Sid": "Function", "Effect": "Allow", "Resource": fn, "Action": sorted([
                 "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:GetFunction", "lambda:TagResource",
                 "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
-                "lambda:GetFunctionEventInvokeConfig", "lambda:PutFunctionEventInvokeConfig"])},
+                "lambda:GetFunctionEventInvokeConfig", "lambda:PutFunctionEventInvokeConfig",
+                # --memory-sizes: a published version and an alias per size (qualified ARNs match the pattern too)
+                "lambda:GetFunctionConfiguration", "lambda:ListAliases", "lambda:PublishVersion",
+                "lambda:CreateAlias", "lambda:UpdateAlias", "lambda:DeleteAlias"])},
             {"Sid": "Layer", "Effect": "Allow", "Resource": [layer, f"{layer}:*"],
              "Action": ["lambda:DeleteLayerVersion", "lambda:GetLayerVersion", "lambda:PublishLayerVersion"]},
             {"Sid": "ListLayerVersions", "Effect": "Allow", "Resource": "*", "Action": "lambda:ListLayerVersions"},

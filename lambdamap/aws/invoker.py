@@ -23,6 +23,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from lambdamap.aws.memory import alias_name
 from lambdamap.backends.base import InvocationSink, Invoker
 from lambdamap.core.task import TaskSpec
 from lambdamap.errors import ConfigError, InvocationError, PreflightError
@@ -128,6 +129,7 @@ class LambdaInvoker(Invoker):
         self._settled_early: set[tuple[str, int, int]] = set()
         self._sending = 0
         self.throttled = 0  # throttling responses that reached us past botocore's own retries (diagnostics)
+        self._memory_checked: set[int] = set()  # memory sizes whose alias was found ready (see check_memory)
 
     # -- preflight ---------------------------------------------------------------------------------------------
     def preflight(self) -> dict[str, Any]:
@@ -217,6 +219,37 @@ class LambdaInvoker(Invoker):
                         "put-function-event-invoke-config --function-name %s --maximum-retry-attempts 0",
                         self.function_name, retries, self.function_name)
 
+    def check_memory(self, memory_mb: int) -> None:
+        """A map with ``memory=memory_mb`` invokes the alias ``mem-<MB>`` (:func:`~lambdamap.aws.memory.alias_name`),
+        which ``lambdamap deploy --memory-sizes`` publishes. Check once per size, before anything is sent, that it
+        exists and has that memory; raise :class:`ConfigError` naming the deploy command otherwise."""
+        if memory_mb in self._memory_checked:
+            return
+        alias = alias_name(memory_mb)
+        fix = (f"publish it with `lambdamap deploy --function-name {self.function_name} --memory-sizes {memory_mb}` "
+               "(list every size you use: sizes left out are removed), or leave out memory= to use the function's "
+               "own memory")
+        try:
+            config = self.client.get_function_configuration(FunctionName=self.function_name, Qualifier=alias)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) == "ResourceNotFoundException":
+                raise ConfigError(f"memory={memory_mb} needs the alias {alias!r} of the Lambda function "
+                                  f"{self.function_name!r}, which does not exist: {fix}") from None
+            raise ConfigError(f"cannot check the alias {alias!r} of the Lambda function {self.function_name!r} for "
+                              f"memory={memory_mb}: {_error_text(exc)}") from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ConfigError(f"cannot check the alias {alias!r} of the Lambda function {self.function_name!r} for "
+                              f"memory={memory_mb}: {exc}") from exc
+        actual = config.get("MemorySize")
+        if actual != memory_mb:
+            raise ConfigError(f"the alias {alias!r} of the Lambda function {self.function_name!r} runs at {actual} MB, "
+                              f"not {memory_mb}: it was changed outside lambdamap; {fix}")
+        # A version deployed with a longer time limit must not count as lost before it could have ended.
+        deadline = float(config.get("Timeout") or 900) + self.completion_margin
+        with self._lock:
+            self.completion_deadline = max(self.completion_deadline or 0.0, deadline)
+            self._memory_checked.add(memory_mb)
+
     # -- the Invoker interface ---------------------------------------------------------------------------------
     def start(self, sink: InvocationSink) -> None:
         self.preflight()  # no-op when make_executor already ran it
@@ -298,8 +331,9 @@ class LambdaInvoker(Invoker):
             if not self._sink.started(spec):
                 return False  # every call of it was cancelled
             try:
+                qualifier = {} if spec.memory_mb is None else {"Qualifier": alias_name(spec.memory_mb)}
                 response = self.client.invoke(FunctionName=self.function_name, InvocationType="Event",
-                                              Payload=payload)
+                                              Payload=payload, **qualifier)
                 _drain(response.get("Payload"))
                 return True
             except botocore.exceptions.ClientError as exc:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdamap.aws.aliases import list_memory_aliases, stale_aliases
 from lambdamap.aws.clients import (
     Aws,
     Target,
@@ -20,6 +21,7 @@ from lambdamap.aws.clients import (
     unless_missing,
 )
 from lambdamap.aws.deploy import ASYNC_RETRY_ATTEMPTS, MAX_EVENT_AGE_S, read_async_config
+from lambdamap.aws.memory import alias_memory
 from lambdamap.core import keys
 from lambdamap.core.task import client_versions
 from lambdamap.errors import DeploymentError
@@ -41,6 +43,8 @@ class DeploymentStatus:
     notes: list[str] = field(default_factory=list)
     #: The function's event invoke config (None: it has none, or the function does not exist).
     async_config: dict[str, Any] | None = None
+    #: The function's memory aliases for ``map(..., memory=MB)``: alias name -> function version.
+    memory_aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -60,6 +64,10 @@ class DeploymentStatus:
             lines.append(f"  async invocations: retried by Lambda {a.get('MaximumRetryAttempts', 2)} time(s), "
                          f"events kept up to {a.get('MaximumEventAgeInSeconds', MAX_EVENT_AGE_S)} s"
                          + ("" if self.async_config else " (AWS defaults: no event invoke config)"))
+            if self.memory_aliases:
+                lines.append("  memory sizes for map(..., memory=MB): " + ", ".join(
+                    f"{alias_memory(a)} MB ({a} -> version {v})" for a, v in sorted(
+                        self.memory_aliases.items(), key=lambda item: alias_memory(item[0]) or 0)))
         names = ("python", "cloudpickle", "lambdamap")
         lines.append("versions  " + "  ".join(
             f"{n}: runtime {self.runtime_versions.get(n, '?')} / client {self.client_versions.get(n)}" for n in names))
@@ -80,6 +88,7 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
     notes: list[str] = []
     found = get_function(lam, name)
     function, runtime, bucket, async_conf = None, {}, target.bucket, None
+    aliases: dict[str, str] = {}
     if found is None:
         problems.append(f"the function {name} does not exist in {aws.region}: run `lambdamap deploy`")
     else:
@@ -99,6 +108,7 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
             if runtime[key] != mine[key] and key not in unknown:
                 problems.append(f"{key} differs: runtime {runtime[key]}, client {mine[key]}. Redeploy for this client "
                                 f"(`lambdamap deploy --python {mine['python']}`) or install the runtime's version here")
+        aliases = _memory_aliases(lam, name, function, problems, notes)
         async_conf = read_async_config(aws)
         retries = (async_conf or {}).get("MaximumRetryAttempts", 2)  # no config: AWS retries twice
         if retries != ASYNC_RETRY_ATTEMPTS:
@@ -115,7 +125,24 @@ def status(target: Target, *, session: Any = None) -> DeploymentStatus:
             problems.append(f"the bucket {bucket} does not exist: run `lambdamap deploy`")
     return DeploymentStatus(function_name=name, region=aws.region, function=function, runtime_versions=runtime,
                             client_versions=mine, bucket=bucket, bucket_exists=exists, problems=problems,
-                            notes=notes, async_config=async_conf)
+                            notes=notes, async_config=async_conf, memory_aliases=aliases)
+
+
+def _memory_aliases(lam: Any, name: str, function: dict[str, Any], problems: list[str],
+                    notes: list[str]) -> dict[str, str]:
+    """The function's memory aliases (alias -> version); one problem naming those behind the function's deployment
+    (a map with their ``memory=`` would run an older runtime)."""
+    try:
+        found = list_memory_aliases(lam, name)
+        stale = [alias for alias, _ in stale_aliases(lam, name, function, found)]
+    except Exception as exc:  # noqa: BLE001 - e.g. no lambda:ListAliases: the rest of the report still stands
+        notes.append(f"could not read the memory aliases of {name}: {exc}")
+        return {}
+    if stale:
+        sizes = ",".join(str(alias_memory(a)) for a in sorted(found, key=lambda a: alias_memory(a) or 0))
+        problems.append(f"the memory alias(es) {', '.join(stale)} run an older deployment than the function (maps "
+                        f"with their memory= would run it): run `lambdamap deploy --memory-sizes {sizes}`")
+    return {alias: entry["FunctionVersion"] for alias, entry in found.items()}
 
 
 def _bucket(aws: Aws) -> str:

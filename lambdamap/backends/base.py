@@ -49,6 +49,12 @@ class Invoker(ABC):
     def invoke(self, specs: list[TaskSpec]) -> None:
         """Queue these invocations; must not block on their completion."""
 
+    def check_memory(self, memory_mb: int) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Called before a map with ``memory=memory_mb`` stores or sends anything: raise
+        :class:`~lambdamap.errors.ConfigError` if this backend cannot run it at that size. By default every size is
+        accepted and only prices the job summary (as if on Lambda): local and Dask workers have the memory they have.
+        """
+
     def settled(self, spec: TaskSpec) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Called by the collector when an attempt of an invocation has ended (result applied, lost, cancelled).
         Invokers that keep a window of outstanding invocations (Lambda) send the next one here."""

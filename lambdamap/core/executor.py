@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from lambdamap.aws.memory import check_memory
 from lambdamap.backends.base import Invoker
 from lambdamap.core import keys, lifecycle
 from lambdamap.core.calls import Call, guided_chunks, map_calls, starmap_calls
@@ -140,7 +141,7 @@ class Executor:
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None,
             timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
             backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
-            cores: int | None = None, keep: bool = False) -> list[Future[T]]:
+            cores: int | None = None, keep: bool = False, memory: int | None = None) -> list[Future[T]]:
         """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers (``fn(x, y)`` for ``map(fn, xs, ys)``, which
         zips equal-length iterables); return one future per call, in order.
 
@@ -153,11 +154,13 @@ class Executor:
         on the worker while the calls run. ``capture_output`` keeps what each call prints (``future.output``).
         ``cores`` runs up to that many calls of one invocation at once, in processes forked on the worker (default:
         every CPU of a Lambda function, 1 elsewhere). ``keep=True`` keeps the job's objects in storage.
+        ``memory`` (MB, 128-10240) runs this map on the Lambda function version deployed at that size
+        (``lambdamap deploy --memory-sizes``), and so with its vCPUs; elsewhere it only prices the job summary.
         """
         calls = map_calls(fn, iterables) if callable(fn) else []
         return self._submit_job(fn, calls, chunksize=chunksize, timeout=timeout, retries=retries,
                                 retry_on=retry_on, backoff=backoff, extra_env=extra_env,
-                                capture_output=capture_output, cores=cores, keep=keep)
+                                capture_output=capture_output, cores=cores, keep=keep, memory=memory)
 
     def starmap(self, fn: Callable[..., T], iterable: Iterable[Any], **options: Any) -> list[Future[T]]:
         """``fn(*item)`` for each tuple item, ``fn(**item)`` for each dict item; options as :meth:`map`."""
@@ -263,14 +266,13 @@ class Executor:
     def job_summary(self, futures: Sequence[Future[Any]], *, memory_mb: int | None = None) -> JobSummary:
         """Calls, invocations, times, cold starts, memory, storage traffic and (on Lambda) cost of ``futures``.
 
-        On Lambda the function's memory size prices the job; pass ``memory_mb`` to price a run elsewhere as if it
-        ran on Lambda.
+        Each invocation is priced at its map's ``memory=``, else (on Lambda) the function's memory size; pass
+        ``memory_mb`` to price every invocation at that size, e.g. a run elsewhere as if it ran on Lambda.
         """
         from lambdamap.observe.summary import summarize  # observe/ sits above the core: imported when asked
 
-        if memory_mb is None:
-            memory_mb = getattr(self.invoker, "memory_mb", None)
         return summarize(futures, self._collector.jobs(), memory_mb=memory_mb,
+                         default_memory_mb=getattr(self.invoker, "memory_mb", None),
                          architecture=getattr(self.invoker, "architecture", "x86_64"))
 
     def cancel(self, futures: Iterable[cf.Future[Any]]) -> int:
@@ -363,7 +365,7 @@ class Executor:
     def _submit_job(self, fn: Callable[..., Any], calls: Sequence[Call], *, chunksize: int | None = None,
                     timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
                     backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
-                    cores: int | None = None, keep: bool = False) -> list[Future[T]]:
+                    cores: int | None = None, keep: bool = False, memory: int | None = None) -> list[Future[T]]:
         self._check_open()
         if not callable(fn):
             raise ConfigError(f"fn must be callable, got {type(fn).__name__} {fn!r}")
@@ -380,6 +382,9 @@ class Executor:
         sizes = guided_chunks(len(calls), size) if chunksize is None else [size] * math.ceil(len(calls) / size)
         if cores is not None:
             cores = _check_count("cores", cores, 1)
+        memory = check_memory(memory)
+        if memory is not None:
+            self.invoker.check_memory(memory)  # e.g. the Lambda alias for it exists, before anything is stored
         options = {"retry_on": retry_on, "retries": retries, "backoff": float(backoff),
                    "capture_output": capture_output, "cores": cores} if retry_on or not capture_output or cores \
             else {}
@@ -394,10 +399,11 @@ class Executor:
         payloads = [dumps_calls(chunk, first, extra_env, options) for chunk, first in zip(chunks, starts, strict=True)]
 
         with paused_gc():  # building many futures would make the cyclic GC rescan the heap over and over
-            return self._store_and_invoke(func_data, chunks, starts, payloads, timeout, retries, keep)
+            return self._store_and_invoke(func_data, chunks, starts, payloads, timeout, retries, keep, memory)
 
     def _store_and_invoke(self, func_data: bytes, chunks: list[Sequence[Call]], starts: list[int],
-                          payloads: list[bytes], timeout: float | None, retries: int, keep: bool) -> list[Future[T]]:
+                          payloads: list[bytes], timeout: float | None, retries: int, keep: bool,
+                          memory: int | None = None) -> list[Future[T]]:
         job_id = keys.new_job_id()
         func_key = self._put_blob(func_data)
         job = JobState(job_id=job_id, prefix=self.prefix, keep=keep, func_key=func_key, func_data=func_data,
@@ -421,7 +427,7 @@ class Executor:
                 job_id=job_id, invocation=n, storage=location, func_key=func_key,
                 args_key=arg_keys[n], result_key=keys.result_key(self.prefix, job_id, n), call_start=starts[n],
                 call_count=len(chunk), versions=self._versions,
-                timeout=None if timeout is None else timeout * len(chunk), inline_args=inline[n],
+                timeout=None if timeout is None else timeout * len(chunk), inline_args=inline[n], memory_mb=memory,
             )
             futures: list[Future[Any]] = [Future(job_id, starts[n] + i, submitted, n) for i in range(len(chunk))]
             invocations.append(Invocation(spec=spec, futures=futures, job=job, retries_left=retries))

@@ -50,6 +50,9 @@ class TaskSpec:
     #: The invocation's pickled calls, base64, when small enough to travel inside the spec (saving a storage
     #: round trip each way); else None and they are at ``args_key``. Never configuration or credentials.
     inline_args: str | None = None
+    #: The Lambda memory size (MB) the map asked for with ``memory=``: the Lambda invoker invokes the function's
+    #: alias for it; other backends only price the job with it. None: the function's own memory.
+    memory_mb: int | None = None
 
     def load_args(self, storage: Any) -> bytes:
         """The pickled calls: from the spec itself, or from storage."""

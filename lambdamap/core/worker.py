@@ -262,6 +262,8 @@ def run_task(
         worker_start=time.time(), call_start=spec.call_start, runtime_versions=runtime, platform=platform,
         extra=dict(extra or {}),
     )
+    if spec.memory_mb is not None:  # what the map asked for: job summaries price the invocation at it
+        record.extra["memory_mb"] = spec.memory_mb
     storage = CountingStorage(storage or storage_from_location(spec.storage))
     duplicate = None
     try:

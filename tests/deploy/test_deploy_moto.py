@@ -374,14 +374,15 @@ def _actions(statement: dict) -> list[str]:
 
 def test_the_deployer_policy_lists_exactly_the_actions_deploy_calls(session, minimal_layer, tmp_path):
     big = _variant(minimal_layer, tmp_path / "big.zip", filler=os.urandom(MAX_DIRECT_UPLOAD_BYTES + 1_000_000))
-    d.deploy(_target(), big, session=session)  # layer through S3
+    d.deploy(_target(), big, d.FunctionSettings(memory_sizes=(1769, 3538)), session=session)  # layer through S3
     iam = session.client("iam")
     iam.update_assume_role_policy(RoleName="lambdamap-runtime-role", PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
                                                  "Action": "sts:AssumeRole"}]}))
     arm = _rebuilt(minimal_layer, tmp_path / "arm.zip", arch="arm64")
     before = len(session.recorder.calls)
-    d.deploy(_target(), arm, session=session)  # adopts the bucket, repairs the trust policy, changes architecture
+    # Adopts the bucket, repairs the trust policy, changes architecture, moves one memory alias and removes one.
+    d.deploy(_target(), arm, d.FunctionSettings(memory_sizes=(1769,)), session=session)
     # (moto ignores Architectures in UpdateFunctionCode, so check the call rather than the result)
     assert ("lambda", "UpdateFunctionCode") in session.recorder.calls[before:]
     manage.status(_target(), session=session)
