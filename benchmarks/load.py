@@ -121,7 +121,10 @@ def main() -> None:
         figures["lambda (emulated: MiniStack + SeaweedFS on this machine)"] = lambda_figures(
             args.lambda_calls, args.lambda_max_invocations)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps(figures, indent=2))
+    path = RESULTS / "load.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved.update(figures)  # --skip-lambda keeps the last Lambda row
+    path.write_text(json.dumps(saved, indent=2))
     print("| backend | largest job (calls) | invocations | calls/s | client MB per 10k pending | "
           "storage requests per call |")
     print("|---|---|---|---|---|---|")
