@@ -270,14 +270,22 @@ def wait(
     return_when: str = ALL_COMPLETED,
     timeout: float | None = None,
     progress: bool | None = None,
+    *,
+    THREADPOOL_SIZE: int | None = None,  # noqa: N803 - PyWren's spelling, so ported code runs unchanged
+    WAIT_DUR_SEC: float | None = None,  # noqa: N803
 ) -> tuple[list[cf.Future[T]], list[cf.Future[T]]]:
     """Wait for ``futures``; return ``(done, not_done)``, two lists in input order (as PyWren's ``wait``; the
     standard library's returns sets).
 
     ``return_when`` is ``ALL_COMPLETED``, ``ANY_COMPLETED`` or ``ALWAYS`` (return the current state at once).
     ``timeout`` bounds the wait (then ``not_done`` holds what is left). ``progress`` shows a tqdm bar (default: only
-    when stderr is a terminal or a notebook, and the wait lasts over a second).
+    when stderr is a terminal or a notebook, and the wait lasts over a second). PyWren's ``THREADPOOL_SIZE`` and
+    ``WAIT_DUR_SEC`` (its polling pool and interval) are accepted and change nothing: futures here are completed
+    as results arrive, not polled one by one.
     """
+    for name, value in (("THREADPOOL_SIZE", THREADPOOL_SIZE), ("WAIT_DUR_SEC", WAIT_DUR_SEC)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ValueError(f"{name} must be a positive number (it only exists for PyWren code), got {value!r}")
     futures = list(futures)
     if return_when not in (ALL_COMPLETED, ANY_COMPLETED, ALWAYS):
         raise ValueError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED or ALWAYS, got {return_when!r}")
