@@ -173,7 +173,7 @@ def add_deploy(subparsers: Subparsers) -> None:
 
 def _memory_sizes(text: str) -> tuple[int, ...]:
     """``--memory-sizes 1769,3538`` as (1769, 3538); argparse reports the ValueError as a usage error."""
-    from lambdamap.aws.memory import check_memory
+    from lambdamap.core.memory import check_memory
 
     try:
         sizes = tuple(int(part) for part in text.replace(" ", "").split(",") if part)

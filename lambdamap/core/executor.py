@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lambdamap.aws.memory import check_memory
 from lambdamap.backends.base import Invoker
 from lambdamap.core import keys, lifecycle
 from lambdamap.core.calls import Call, guided_chunks, map_calls, starmap_calls
 from lambdamap.core.collector import Collector, Invocation, JobState
 from lambdamap.core.future import Future, get_all_results
 from lambdamap.core.gcpause import paused_gc
+from lambdamap.core.memory import check_memory
 from lambdamap.core.serialize import digest, dumps_calls, dumps_function, dumps_value
 from lambdamap.core.shared import ObjectRef, remember
 from lambdamap.core.task import TaskSpec, client_versions
