@@ -36,7 +36,7 @@ from lambdamap.core.collector import Collector, Invocation, JobState
 from lambdamap.core.future import Future, get_all_results
 from lambdamap.core.gcpause import paused_gc
 from lambdamap.core.memory import check_memory
-from lambdamap.core.serialize import digest, dumps_calls, dumps_function, dumps_value
+from lambdamap.core.serialize import check_module_names, digest, dumps_calls, dumps_function, dumps_value
 from lambdamap.core.shared import ObjectRef, remember
 from lambdamap.core.task import TaskSpec, client_versions
 from lambdamap.errors import ConfigError, ExecutorShutdownError
@@ -141,7 +141,8 @@ class Executor:
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any], chunksize: int | None = None,
             timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
             backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
-            cores: int | None = None, keep: bool = False, memory: int | None = None) -> list[Future[T]]:
+            cores: int | None = None, keep: bool = False, memory: int | None = None,
+            exclude_modules: Sequence[str] = ()) -> list[Future[T]]:
         """Call ``fn(x)`` for every ``x`` in ``iterable`` on the workers (``fn(x, y)`` for ``map(fn, xs, ys)``, which
         zips equal-length iterables); return one future per call, in order.
 
@@ -156,11 +157,15 @@ class Executor:
         every CPU of a Lambda function, 1 elsewhere). ``keep=True`` keeps the job's objects in storage.
         ``memory`` (MB, 128-10240) runs this map on the Lambda function version deployed at that size
         (``lambdamap deploy --memory-sizes``), and so with its vCPUs; elsewhere it only prices the job summary.
+        ``exclude_modules`` (PyWren's option) names local modules the workers can import themselves (a Lambda layer,
+        the Dask workers' path): they and their submodules are pickled by reference, not shipped by value; names of
+        modules not loaded here, or not local, change nothing.
         """
         calls = map_calls(fn, iterables) if callable(fn) else []
         return self._submit_job(fn, calls, chunksize=chunksize, timeout=timeout, retries=retries,
                                 retry_on=retry_on, backoff=backoff, extra_env=extra_env,
-                                capture_output=capture_output, cores=cores, keep=keep, memory=memory)
+                                capture_output=capture_output, cores=cores, keep=keep, memory=memory,
+                                exclude_modules=exclude_modules)
 
     def starmap(self, fn: Callable[..., T], iterable: Iterable[Any], **options: Any) -> list[Future[T]]:
         """``fn(*item)`` for each tuple item, ``fn(**item)`` for each dict item; options as :meth:`map`."""
@@ -207,7 +212,8 @@ class Executor:
 
         Returns one future for the reduce; it fails with the first map failure if any call failed.
         """
-        dumps_function(reduce_fn)  # check before any map call runs
+        exclude = check_module_names("exclude_modules", options.get("exclude_modules", ()))
+        dumps_function(reduce_fn, exclude)  # check before any map call runs
         map_futures = self.map(map_fn, iterable, **options)
         outer: Future[T] = Future("map-reduce", 0, time.time())
         outer.set_running_or_notify_cancel()
@@ -231,12 +237,12 @@ class Executor:
                     return
             try:
                 results = [f.result() for f in map_futures]
-                self.submit(reduce_fn, results).add_done_callback(_chain)
+                self.call_async(reduce_fn, results, exclude_modules=exclude).add_done_callback(_chain)
             except BaseException as exc:  # noqa: BLE001 - the first map failure is the reduce's failure
                 outer.set_exception(exc)
 
         if not map_futures:
-            self.submit(reduce_fn, []).add_done_callback(_chain)
+            self.call_async(reduce_fn, [], exclude_modules=exclude).add_done_callback(_chain)
         for fut in map_futures:
             fut.add_done_callback(_map_done)
         return outer
@@ -365,7 +371,8 @@ class Executor:
     def _submit_job(self, fn: Callable[..., Any], calls: Sequence[Call], *, chunksize: int | None = None,
                     timeout: float | None = None, retries: int = 0, retry_on: Sequence[type[BaseException]] = (),
                     backoff: float = 1.0, extra_env: dict[str, str] | None = None, capture_output: bool = True,
-                    cores: int | None = None, keep: bool = False, memory: int | None = None) -> list[Future[T]]:
+                    cores: int | None = None, keep: bool = False, memory: int | None = None,
+                    exclude_modules: Sequence[str] = ()) -> list[Future[T]]:
         self._check_open()
         if not callable(fn):
             raise ConfigError(f"fn must be callable, got {type(fn).__name__} {fn!r}")
@@ -375,6 +382,7 @@ class Executor:
         if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff < math.inf:
             raise ConfigError(f"backoff must be a number of seconds >= 0, got {backoff!r}")
         extra_env = _check_env(extra_env)
+        exclude = check_module_names("exclude_modules", exclude_modules)
         for name, flag in (("keep", keep), ("capture_output", capture_output)):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{name} must be True or False, got {flag!r}")
@@ -390,13 +398,14 @@ class Executor:
             else {}
 
         # Serialize everything before storing anything.
-        func_data = dumps_function(fn)
+        func_data = dumps_function(fn, exclude)
         chunks, starts, start = [], [], 0
         for n in sizes:
             chunks.append(calls[start:start + n])
             starts.append(start)
             start += n
-        payloads = [dumps_calls(chunk, first, extra_env, options) for chunk, first in zip(chunks, starts, strict=True)]
+        payloads = [dumps_calls(chunk, first, extra_env, options, exclude)
+                    for chunk, first in zip(chunks, starts, strict=True)]
 
         with paused_gc():  # building many futures would make the cyclic GC rescan the heap over and over
             return self._store_and_invoke(func_data, chunks, starts, payloads, timeout, retries, keep, memory)

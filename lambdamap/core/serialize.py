@@ -2,7 +2,8 @@
 
 Modules that are not installed (a user's own ``mymodule.py`` beside their script) are pickled *by value*, so that a
 worker on another machine (Lambda, a Dask cluster) does not need the user's source tree. Installed packages are
-pickled by reference as usual.
+pickled by reference as usual. ``exclude_modules`` (PyWren's option) names local modules the workers already have:
+those are pickled by reference too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import cloudpickle
 
 from lambdamap.core import tracebacks
 from lambdamap.distribution import own_packages
-from lambdamap.errors import SerializationError, TaskError
+from lambdamap.errors import ConfigError, SerializationError, TaskError
 
 # Our own packages are always present on workers (the runtime layer ships them).
 _ALWAYS_BY_REFERENCE = set(own_packages())
@@ -111,14 +112,59 @@ def _dumps(obj: Any) -> bytes:
         return file.getvalue()
 
 
+def check_module_names(option: str, names: Any) -> tuple[str, ...]:
+    """``names`` as a tuple of dotted module names, or a :class:`ConfigError` saying what to pass instead."""
+    example = "['helper', 'mypkg.models']"
+    if isinstance(names, str):
+        raise ConfigError(f"{option} must be a list of module names, got the string {names!r}: wrap it, [{names!r}]")
+    if not isinstance(names, (list, tuple)):
+        raise ConfigError(f"{option} must be a list of module names such as {example}, got {names!r}")
+    for name in names:
+        if isinstance(name, str) and (name.endswith(".py") or "/" in name):
+            raise ConfigError(f"{option} takes module names, got {name!r}: the module's name, {Path(name).stem!r}, "
+                              "not its file")
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise ConfigError(f"{option} must be a list of module names such as {example}, got {name!r}")
+    return tuple(names)
+
+
+def _under(name: str, names: tuple[str, ...]) -> bool:
+    return any(name == n or name.startswith(n + ".") for n in names)
+
+
+def _by_value_list(exclude: tuple[str, ...]) -> list[ModuleType]:
+    """The modules to register for pickling by value: the local top-level modules, less ``exclude`` and its
+    submodules. Names that are not loaded, or not local, change nothing (PyWren ignored them too)."""
+    tops = local_packages()
+    exclude = tuple(name for name in exclude if name in sys.modules)
+    if not exclude:
+        return tops
+    chosen = []
+    for top in tops:
+        name = top.__name__
+        if _under(name, exclude):
+            continue
+        if not any(n.startswith(name + ".") for n in exclude):
+            chosen.append(top)
+            continue
+        # A local package holding an excluded module: cloudpickle's registry covers a package's whole tree, so
+        # register its other modules one by one. The packages above the excluded one stay by reference: a worker
+        # that can import ``pkg.sub`` has imported ``pkg`` on the way.
+        chosen.extend(module for sub, module in sorted(sys.modules.items())
+                      if sub.startswith(name + ".") and isinstance(module, ModuleType) and not _under(sub, exclude)
+                      and not any(n.startswith(sub + ".") for n in exclude))
+    return chosen
+
+
 @contextlib.contextmanager
-def _by_value_modules() -> Iterator[None]:
-    """Register every local module for pickling by value while pickling, and unregister exactly those after."""
+def _by_value_modules(exclude: tuple[str, ...] = ()) -> Iterator[None]:
+    """Register every local module (less ``exclude``) for pickling by value while pickling, and unregister exactly
+    those after."""
     with _by_value_lock:
         # One module can be loaded under two names (a spawned process's ``__main__`` is also ``__mp_main__``):
         # register each name once, and unregister exactly what was registered here, so the finally never raises.
         registered = cloudpickle.list_registry_pickle_by_value()
-        added = {m.__name__: m for m in local_packages() if m.__name__ not in registered}
+        added = {m.__name__: m for m in _by_value_list(exclude) if m.__name__ not in registered}
         for module in added.values():
             cloudpickle.register_pickle_by_value(module)
         try:
@@ -129,17 +175,19 @@ def _by_value_modules() -> Iterator[None]:
                     cloudpickle.unregister_pickle_by_value(module)
 
 
-def _pickle(obj: Any) -> bytes:
-    """cloudpickle ``obj`` with every local module pickled by value, so remote workers need none of its files."""
-    with _by_value_modules():
+def _pickle(obj: Any, exclude: tuple[str, ...] = ()) -> bytes:
+    """cloudpickle ``obj`` with every local module (less ``exclude``) pickled by value, so remote workers need none
+    of their files."""
+    with _by_value_modules(exclude):
         return _dumps(obj)
 
 
-def dumps_function(fn: Callable[..., Any]) -> bytes:
-    """Pickle the user's function (with its closure) or raise a :class:`SerializationError` naming it."""
+def dumps_function(fn: Callable[..., Any], exclude_modules: tuple[str, ...] = ()) -> bytes:
+    """Pickle the user's function (with its closure) or raise a :class:`SerializationError` naming it. Local modules
+    in ``exclude_modules`` (and their submodules) are pickled by reference: the workers must be able to import them."""
     name = getattr(fn, "__qualname__", None) or repr(fn)
     try:
-        return _pickle(fn)
+        return _pickle(fn, exclude_modules)
     except Exception as exc:
         raise SerializationError(
             f"function {name!r} cannot be pickled: {type(exc).__name__}: {exc}. "
@@ -164,12 +212,13 @@ class Frames:
         return pickle.loads(memoryview(self.blob)[start:self.ends[index]])
 
 
-def dumps_each(items: Sequence[Any]) -> tuple[Frames, dict[int, BaseException]]:
-    """Pickle each item on its own (local modules by value); return the frames and, per index, why an item could not
-    be pickled (that item's frame is empty). A ``__reduce__`` that raises ``SystemExit`` fails only its item."""
+def dumps_each(items: Sequence[Any], exclude_modules: tuple[str, ...] = ()) -> tuple[Frames, dict[int, BaseException]]:
+    """Pickle each item on its own (local modules by value, less ``exclude_modules``); return the frames and, per
+    index, why an item could not be pickled (that item's frame is empty). A ``__reduce__`` that raises ``SystemExit``
+    fails only its item."""
     failures: dict[int, BaseException] = {}
     ends: list[int] = []
-    with _by_value_modules(), io.BytesIO() as file:
+    with _by_value_modules(exclude_modules), io.BytesIO() as file:
         pickler = _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL)
         for index, item in enumerate(items):
             start = file.tell()
@@ -196,20 +245,22 @@ def describe_pickle_failure(exc: BaseException) -> str:
 
 
 def dumps_calls(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], first_call_id: int,
-                extra_env: dict[str, str] | None = None, options: dict[str, Any] | None = None) -> bytes:
+                extra_env: dict[str, str] | None = None, options: dict[str, Any] | None = None,
+                exclude_modules: tuple[str, ...] = ()) -> bytes:
     """Pickle one invocation's payload: each call's (args, kwargs) on its own (so one argument the worker cannot
-    unpickle fails only its call), the extra environment and per-call options (e.g. ``retry_on``).
+    unpickle fails only its call), the extra environment and per-call options (e.g. ``retry_on``). Arguments follow
+    ``exclude_modules`` as the function does: an instance of an excluded module's class refers to it by name.
 
     An argument that cannot be pickled here is bad input: raise a :class:`SerializationError` naming the call and
     the argument, before anything is sent.
     """
-    frames, failures = dumps_each(calls)
+    frames, failures = dumps_each(calls, exclude_modules)
     if failures:
         offset, batch_exc = min(failures.items())
         args, kwargs = calls[offset]
         for label, value in [*((f"positional argument {i}", a) for i, a in enumerate(args)),
                              *((f"keyword argument {k!r}", v) for k, v in kwargs.items())]:
-            _, value_failures = dumps_each([value])
+            _, value_failures = dumps_each([value], exclude_modules)
             if value_failures:
                 exc = value_failures[0]
                 raise SerializationError(
@@ -220,7 +271,7 @@ def dumps_calls(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], first_c
         raise SerializationError(f"the arguments of call {first_call_id + offset} cannot be pickled: "
                                  f"{describe_pickle_failure(batch_exc)}") from None
     try:
-        return _pickle({"calls": frames, "env": extra_env, "options": options or {}})
+        return _pickle({"calls": frames, "env": extra_env, "options": options or {}}, exclude_modules)
     except Exception as exc:
         raise SerializationError(f"the invocation's options cannot be pickled: {describe_pickle_failure(exc)}"
                                  ) from exc

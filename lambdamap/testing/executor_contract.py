@@ -324,6 +324,7 @@ def test_unpicklable_return_value_fails_only_that_call(backend):
     ({"chunksize": 0}, "chunksize must be an integer >= 1"),
     ({"extra_env": {"A": 1}}, "extra_env must be a dict of str to str"),
     ({"keep": "yes"}, "keep must be True or False"),
+    ({"exclude_modules": "helper"}, r"exclude_modules must be a list of module names.*wrap it"),
 ])
 def test_bad_options_raise_config_error(backend, kwargs, fragment):
     with pytest.raises(lambdamap.ConfigError, match=fragment):
