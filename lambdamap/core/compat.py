@@ -28,9 +28,13 @@ class StandardExecutor(cf.Executor):
         return self.executor.submit(fn, *args, **kwargs)
 
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1, **kwargs: Any) -> Iterator[T]:
+            chunksize: int = 1, buffersize: int | None = None, **options: Any) -> Iterator[T]:
+        """Results of ``fn`` over the zipped ``iterables``, in order; ``timeout`` bounds the whole wait.
+
+        ``options`` are :meth:`lambdamap.Executor.map`'s own (e.g. ``retries``, ``memory``, ``exclude_modules``).
+        ``buffersize`` (Python 3.14's) is accepted; use :meth:`lambdamap.Executor.imap` for a bounded window."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        futures = self.executor.map(fn, *iterables, chunksize=chunksize if chunksize > 1 else None)
+        futures = self.executor.map(fn, *iterables, chunksize=chunksize if chunksize > 1 else None, **options)
 
         def results() -> Iterator[T]:
             try:

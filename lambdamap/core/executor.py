@@ -208,21 +208,29 @@ class Executor:
 
     def map_reduce(self, map_fn: Callable[[Any], Any], iterable: Iterable[Any],
                    reduce_fn: Callable[[list[Any]], T], **options: Any) -> Future[T]:
-        """Map ``map_fn`` over ``iterable``, then run ``reduce_fn(list_of_results)`` on a worker.
-
-        Returns one future for the reduce; it fails with the first map failure if any call failed.
-        """
+        """Map ``map_fn`` over ``iterable``, then run ``reduce_fn(list_of_results)`` on a worker (see
+        :meth:`reduce`); ``options`` as :meth:`map`."""
         exclude = check_module_names("exclude_modules", options.get("exclude_modules", ()))
         dumps_function(reduce_fn, exclude)  # check before any map call runs
-        map_futures = self.map(map_fn, iterable, **options)
-        outer: Future[T] = Future("map-reduce", 0, time.time())
+        return self.reduce(reduce_fn, self.map(map_fn, iterable, **options), exclude_modules=exclude)
+
+    def reduce(self, reduce_fn: Callable[[list[Any]], T], futures: Sequence[cf.Future[Any]],
+               **options: Any) -> Future[T]:
+        """PyWren's ``reduce``: once every future is done, run ``reduce_fn(list_of_their_results)`` on a worker.
+
+        Returns one future for the reduce at once; it fails with the first failure among ``futures`` (in input
+        order) if any failed, without running ``reduce_fn``. ``options`` as :meth:`map` (e.g. ``retries``)."""
+        futures = list(futures)
+        exclude = check_module_names("exclude_modules", options.get("exclude_modules", ()))
+        dumps_function(reduce_fn, exclude)  # a function that cannot be sent fails now, not in a callback
+        outer: Future[T] = Future("reduce", 0, time.time())
         outer.set_running_or_notify_cancel()
-        remaining = [len(map_futures)]
+        remaining = [len(futures)]
         lock = threading.Lock()
 
         def _chain(inner: cf.Future[T]) -> None:
             if inner.cancelled():
-                outer.cancel()
+                outer.set_exception(cf.CancelledError("the reduce call was cancelled"))
             elif inner.exception() is not None:
                 outer.set_exception(inner.exception())
             else:
@@ -230,21 +238,24 @@ class Executor:
                     outer.stats = inner.stats
                 outer.set_result(inner.result())
 
-        def _map_done(_: Any) -> None:
+        def _run() -> None:
+            try:
+                results = [f.result() for f in futures]
+                self.call_async(reduce_fn, results, **options).add_done_callback(_chain)
+            except BaseException as exc:  # noqa: BLE001 - the first failure is the reduce's failure
+                outer.set_exception(exc)
+
+        def _one_done(_: Any) -> None:
             with lock:
                 remaining[0] -= 1
                 if remaining[0]:
                     return
-            try:
-                results = [f.result() for f in map_futures]
-                self.call_async(reduce_fn, results, exclude_modules=exclude).add_done_callback(_chain)
-            except BaseException as exc:  # noqa: BLE001 - the first map failure is the reduce's failure
-                outer.set_exception(exc)
+            _run()
 
-        if not map_futures:
-            self.call_async(reduce_fn, [], exclude_modules=exclude).add_done_callback(_chain)
-        for fut in map_futures:
-            fut.add_done_callback(_map_done)
+        if not futures:
+            _run()
+        for fut in futures:
+            fut.add_done_callback(_one_done)
         return outer
 
     def put(self, obj: Any) -> ObjectRef[Any]:

@@ -219,6 +219,12 @@ def test_map_reduce(backend):
         failing.result(timeout=120)
 
 
+def test_reduce_over_futures_pywren_style(backend):
+    futures = backend.executor.map(square, range(10), chunksize=backend.chunksize(10))
+    assert backend.executor.reduce(sum, futures).result(timeout=120) == sum(x * x for x in range(10))
+    assert backend.executor.reduce(len, []).result(timeout=120) == 0
+
+
 @pytest.mark.timeout(600)
 def test_ten_thousand_calls_all_correct(backend):
     n = 10_000
@@ -472,6 +478,10 @@ def test_a_standard_library_executor_view(backend):
     assert isinstance(view, cf.Executor)
     assert list(view.map(add, [1, 2], [3, 4], timeout=120)) == [4, 6]
     assert view.submit(add, 1, b=2).result(timeout=120) == 3
+    # lambdamap's own map options pass through the view; a misspelt one is refused, never ignored
+    assert list(view.map(add, [1], [2], timeout=120, retries=1, buffersize=4)) == [3]
+    with pytest.raises(TypeError, match="retires"):
+        view.map(add, [1], [2], retires=1)
 
 
 def pid_and_square(x):

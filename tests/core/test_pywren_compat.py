@@ -3,6 +3,7 @@ import (``wait`` returning lists in input order, ``succeeded()`` / ``errored()``
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import time
 
 import numpy as np
@@ -78,3 +79,20 @@ def test_pywren_wait_options_are_checked(wrenexec, name):
     with pytest.raises(ValueError, match=name):
         lambdamap.wait(futures, **{name: 0})
     assert lambdamap.wait(futures, **{name: 2})[0] == futures
+
+
+def test_reduce_over_futures(wrenexec):
+    futures = wrenexec.map(plus_one, np.arange(10))
+    assert wrenexec.reduce(sum, futures).result(timeout=60) == 55
+
+
+def test_reduce_fails_with_the_first_failure_and_never_hangs_on_a_cancel(wrenexec):
+    futures = wrenexec.map(wait_x_sec_and_plus_one, [0.0, 0.0])
+    failing = wrenexec.map(sum_error, [1])
+    with pytest.raises(Exception, match="whaaaa"):
+        wrenexec.reduce(sum, futures + failing).result(timeout=60)
+    slow = wrenexec.map(wait_x_sec_and_plus_one, [30.0], chunksize=1)
+    outer = wrenexec.reduce(sum, slow)
+    wrenexec.cancel(slow)
+    with pytest.raises(cf.CancelledError):  # the cancelled call is the reduce's failure: it ends, never hangs
+        outer.result(timeout=30)

@@ -10,7 +10,6 @@ deployed here is the minimal one plus boto3; the real Lambda runtime provides bo
 from __future__ import annotations
 
 import concurrent.futures as cf
-
 import os
 import time
 
