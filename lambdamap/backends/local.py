@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lambdamap.backends.base import InvocationSink, Invoker
 from lambdamap.core.task import TaskSpec
+from lambdamap.core.threads import THREAD_VARIABLES
 from lambdamap.errors import StorageError, TaskTimeoutError, WorkerLostError
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lambdamap")
 KILL_GRACE = 2.0  # seconds past a call's timeout before its worker is killed
-#: Thread-count variables of the BLAS / OpenMP libraries that numpy, scipy and scikit-learn load.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 STOP_GRACE = 1.0  # seconds idle workers get to exit by themselves at shutdown
 PARENT_CHECK_SECONDS = 0.25  # how often a pool process checks that its client is still alive
 STOPPED_LIMIT = 10.0  # seconds a worker may stay stopped (SIGSTOP) while running a call before it counts as lost

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from lambdamap.core import threads
 from lambdamap.core.serialize import Frames
 from lambdamap.core.task import ResultRecord, TaskSpec
 from lambdamap.errors import WorkerLostError
@@ -42,8 +43,9 @@ def _merge_frames(parts: list[Frames]) -> Frames:
 
 
 def run_in_processes(run: Callable[[TaskSpec, Frames, ResultRecord], None], spec: TaskSpec, calls: Frames,
-                     record: ResultRecord, processes: int) -> None:
-    """Run the calls of ``spec`` in up to ``processes`` forked children, filling ``record`` as ``run`` would."""
+                     record: ResultRecord, processes: int, threads_each: int = 1) -> None:
+    """Run the calls of ``spec`` in up to ``processes`` forked children, filling ``record`` as ``run`` would. The
+    children share the worker's CPUs, so each limits its BLAS / OpenMP libraries to ``threads_each`` threads."""
     n = len(calls)
     bounds = [round(i * n / processes) for i in range(processes + 1)]
     slices = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
@@ -60,7 +62,8 @@ def run_in_processes(run: Callable[[TaskSpec, Frames, ResultRecord], None], spec
                                    call_start=spec.call_start + start)
                 sub_spec = TaskSpec(**{**spec.to_dict(), "call_start": spec.call_start + start,
                                        "call_count": stop - start})
-                run(sub_spec, _slice_frames(calls, start, stop), sub)
+                with threads.limited(threads_each):
+                    run(sub_spec, _slice_frames(calls, start, stop), sub)
                 Connection(write_fd, readable=False).send_bytes(pickle.dumps(
                     (sub.times, sub.errors, sub.outputs, sub.values, sub.extra.get("call_attempts", {})),
                     protocol=pickle.HIGHEST_PROTOCOL))

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from lambdamap.core import keys
+from lambdamap.core import keys, threads
 from lambdamap.core.output import OUTPUT_LIMIT, Capture
 from lambdamap.core.parallel_calls import available_cpus, run_in_processes
 from lambdamap.core.serialize import Frames, describe_pickle_failure, dumps_each, dumps_exception, loads
@@ -87,7 +87,8 @@ def _environment(extra_env: dict[str, str] | None) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in extra_env}
     os.environ.update(extra_env)
     try:
-        yield
+        with threads.limited(threads.requested(extra_env)):  # the variables alone miss libraries already loaded
+            yield
     finally:
         for k, v in saved.items():
             if v is None:
@@ -278,7 +279,8 @@ def run_task(
         with using_storage(storage), _environment(extra_env):
             if cores > 1 and len(calls) > 1 and hasattr(os, "fork"):
                 run_in_processes(lambda sub_spec, sub_calls, sub_record: _run_calls(
-                    fn, sub_spec, sub_calls, options, sub_record), spec, calls, record, min(cores, len(calls)))
+                    fn, sub_spec, sub_calls, options, sub_record), spec, calls, record, min(cores, len(calls)),
+                    threads.requested(extra_env) or 1)
             else:
                 _run_calls(fn, spec, calls, options, record, _cancel_check(storage, spec), on_call)
     except BaseException as exc:  # noqa: BLE001 - reported to the client, never to the platform
