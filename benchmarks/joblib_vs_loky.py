@@ -3,9 +3,10 @@ joblib's own loky backend and a plain serial run, side by side in one run (issue
 
 Cases: a random-forest grid search (GridSearchCV, n_jobs=-1, forests with n_jobs=2 inside, whose trees ask for
 threads) and DoubleML's cross-fitting (``DoubleMLPLR.fit(n_jobs_cv=2)`` with random forests). Medians of
-``--repeats``; identical results are asserted.
+``--repeats``, the three run in turn within each repeat (so a change of load on this shared machine hits all three
+alike); the ratio reported is the median of the per-repeat ratios. Identical results are asserted.
 
-    python benchmarks/joblib_vs_loky.py [--repeats 3]
+    python benchmarks/joblib_vs_loky.py [--repeats 5]
 
 Writes benchmarks/results/joblib_vs_loky.json.
 """
@@ -52,38 +53,42 @@ def doubleml_fit() -> Any:
     return model.fit(n_jobs_cv=2).all_coef
 
 
-def measure(case: Any, backend: str | None, repeats: int, **config: Any) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        if backend is None:
-            with joblib.parallel_config(backend="sequential"):
-                result = case()
-        else:
-            with joblib.parallel_config(backend=backend, **config):
-                result = case()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+def run_once(case: Any, backend: str, **config: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    with joblib.parallel_config(backend=backend, **config):
+        result = case()
+    return time.perf_counter() - start, result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    out: dict[str, Any] = {"load_average_before": os.getloadavg(), "cases": {}}
+    out: dict[str, Any] = {"load_average_before": os.getloadavg(), "repeats": args.repeats, "cases": {}}
     print(f"load average {os.getloadavg()[0]:.2f}")
     with lambdamap.local_executor(workers=2, progress=False) as pwex:
         pwex.warm(["sklearn.ensemble", "doubleml"])
         for name, case in (("forest_grid_search", grid_search), ("doubleml_plr_n_jobs_cv", doubleml_fit)):
-            serial_s, serial = measure(case, None, args.repeats)
-            loky_s, loky = measure(case, "loky", args.repeats)
-            ours_s, ours = measure(case, "lambdamap", args.repeats, executor=pwex)
-            assert np.array_equal(np.asarray(serial), np.asarray(ours)) and np.array_equal(np.asarray(loky),
-                                                                                         np.asarray(ours))
-            row = {"serial_s": serial_s, "loky_s": loky_s, "lambdamap_s": ours_s, "lambdamap_vs_loky": ours_s / loky_s}
+            runs = {"serial": ("sequential", {}), "loky": ("loky", {}), "lambdamap": ("lambdamap", {"executor": pwex})}
+            for backend, config in runs.values():  # untimed: loky starts its workers, every path imports
+                run_once(case, backend, **config)
+            times: dict[str, list[float]] = {key: [] for key in runs}
+            load = os.getloadavg()[0]
+            for _ in range(args.repeats):
+                results = {}
+                for key, (backend, config) in runs.items():
+                    times[key].append((timed := run_once(case, backend, **config))[0])
+                    results[key] = np.asarray(timed[1])
+                assert np.array_equal(results["serial"], results["lambdamap"])
+                assert np.array_equal(results["loky"], results["lambdamap"])
+            ratios = [ours / loky for ours, loky in zip(times["lambdamap"], times["loky"], strict=True)]
+            row = {f"{key}_s": statistics.median(ts) for key, ts in times.items()}
+            row.update(lambdamap_vs_loky=statistics.median(ratios), ratios=ratios, times=times,
+                       load_average=[load, os.getloadavg()[0]])
             out["cases"][name] = row
-            print(f"{name}: serial {serial_s:.2f} s | loky {loky_s:.2f} s | lambdamap {ours_s:.2f} s "
-                  f"({row['lambdamap_vs_loky']:.2f}x loky's time); results identical")
+            print(f"{name}: serial {row['serial_s']:.2f} s | loky {row['loky_s']:.2f} s | lambdamap "
+                  f"{row['lambdamap_s']:.2f} s (median ratio {row['lambdamap_vs_loky']:.2f}x loky's time, per repeat "
+                  f"{min(ratios):.2f}-{max(ratios):.2f}); load {load:.1f}-{os.getloadavg()[0]:.1f}; results identical")
     out["load_average_after"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "joblib_vs_loky.json").write_text(json.dumps(out, indent=2))
