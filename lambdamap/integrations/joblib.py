@@ -154,10 +154,6 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         if batch_timeout is not None and (isinstance(batch_timeout, bool) or not isinstance(batch_timeout, (int, float))
                                           or not math.isfinite(batch_timeout) or batch_timeout <= 0):
             raise ConfigError(f"batch_timeout must be a positive number of seconds or None, got {batch_timeout!r}")
-        if inner_max_num_threads is not None and (isinstance(inner_max_num_threads, bool)
-                                                  or not isinstance(inner_max_num_threads, int)
-                                                  or inner_max_num_threads < 1):
-            raise ConfigError(f"inner_max_num_threads must be an integer >= 1 or None, got {inner_max_num_threads!r}")
         self._executor = executor
         self.options: dict[str, Any] = {"retries": retries, "timeout": batch_timeout, "extra_env": extra_env}
         self._futures: set[Any] = set()
@@ -193,6 +189,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
             self._threads = ThreadPoolExecutor(max_workers=n, thread_name_prefix="lambdamap-joblib-threads")
             return n
         self._concurrency = min(self.effective_n_jobs(n_jobs), max(1, self.executor.workers))
+        self.nested_max_threads()  # a bad inner_max_num_threads fails here, before any batch is sent
         return self.effective_n_jobs(n_jobs)
 
     def get_nested_backend(self) -> tuple[ParallelBackendBase, int | None]:
@@ -205,8 +202,11 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         """Threads a batch may use for its own nested ``Parallel`` calls: the explicit ``inner_max_num_threads``,
         else on the local backend this machine's CPUs shared among the batches running at once, else no cap
         (a Lambda or Dask worker's CPUs are its own, and unknown here)."""
-        if self.inner_max_num_threads is not None:
-            return int(self.inner_max_num_threads)
+        limit = self.inner_max_num_threads  # joblib sets it after __init__: checked here, when a Parallel starts
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigError(f"inner_max_num_threads must be an integer >= 1 or None, got {limit!r}")
+            return limit
         if self.executor.backend == "local":
             return max(1, cpu_count() // self._concurrency)
         return None
