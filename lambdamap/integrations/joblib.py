@@ -28,8 +28,9 @@ grid search ends later. Results do not change (joblib keeps the order; the work 
 threads run it). ``inner_max_num_threads`` sets the cap explicitly, on any backend.
 
 joblib's auto-batching is fed with what a batch really costs on the executor (measured on recent batches sent to a
-free worker): batches grow until that cost is about 5 % of their duration, so sub-millisecond calls are grouped by
-the hundred, while 0.1 s fits on the local backend stay one per batch and keep both workers busy to the end.
+free worker): batches grow until that cost is about 5 % of their duration (at most 2 s), so sub-millisecond calls
+are grouped by the hundred, while 0.1 s fits on the local backend stay one per batch and keep both workers busy to
+the end.
 
 Backend options (``joblib.parallel_config(backend="lambdamap", ...)``): ``executor`` (default: one
 :func:`lambdamap.default_executor` per process, made on first use and shut down at exit), ``retries`` (re-runs of a
@@ -218,7 +219,8 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         if cost is not None:
             # A fixed target long enough for Lambda (0.5 s) groups a grid search's 0.1 s fits four to a batch on the
             # local backend, whose batches cost a few ms: one worker then idles while the other ends the last batch.
-            self.MIN_IDEAL_BATCH_DURATION = min(max(self.COST_FACTOR * cost, 0.01), 5.0)
+            # At most 2 s (joblib's own upper target): past that, bigger Lambda batches save little and straggle.
+            self.MIN_IDEAL_BATCH_DURATION = min(max(self.COST_FACTOR * cost, 0.01), 2.0)
             self.MAX_IDEAL_BATCH_DURATION = max(10 * self.MIN_IDEAL_BATCH_DURATION, 2.0)
         return int(super().compute_batch_size())
 

@@ -265,3 +265,24 @@ def test_batch_cost_is_the_least_delayed_of_recent_batches():
     for n in range(BatchCost.WINDOW):  # older samples leave the window
         cost.add(40.0 + n, _Done(received=40.0 + n + 0.1, function_seconds=0.09))
     assert cost.seconds == pytest.approx(0.01)
+
+
+def test_the_batch_target_follows_the_measured_cost(local_backend, monkeypatch):
+    import types
+
+    import lambdamap.integrations.joblib as jb
+
+    cost = jb.BatchCost()
+    monkeypatch.setattr(jb, "_cost_of", lambda executor: cost)
+    backend = LambdamapBackend(executor=local_backend.executor)
+    backend.parallel = types.SimpleNamespace(verbose=0)
+    backend.compute_batch_size()
+    assert backend.MIN_IDEAL_BATCH_DURATION == LambdamapBackend.MIN_IDEAL_BATCH_DURATION  # nothing measured yet
+    cost.add(0.0, _Done(received=0.103, function_seconds=0.1))  # a local batch: 3 ms beyond its work
+    backend.compute_batch_size()
+    assert backend.MIN_IDEAL_BATCH_DURATION == pytest.approx(0.06)
+    assert backend.MAX_IDEAL_BATCH_DURATION == pytest.approx(2.0)
+    cost = jb.BatchCost()
+    cost.add(0.0, _Done(received=1.4, function_seconds=1.0))  # a slow remote batch: 0.4 s beyond its work
+    backend.compute_batch_size()
+    assert backend.MIN_IDEAL_BATCH_DURATION == 2.0  # capped: bigger batches would only straggle
