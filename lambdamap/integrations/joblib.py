@@ -20,9 +20,23 @@ Work that asks for threads (``Parallel(prefer="threads")``, e.g. the trees of a 
 client) runs in a local thread pool instead: each tree is far cheaper than an invocation, and threads are what its
 author asked for. Only the process-style work goes to the executor.
 
+Threads asked for *inside* a batch (the trees of each forest a grid search fits on a worker) get the worker's share
+of the CPUs: on the local backend, whose workers share this machine, ``cpu_count() // concurrent batches`` threads
+(joblib's own rule for BLAS and OpenMP threads in loky workers, applied to joblib's nested thread pools). Two workers
+that each start two tree threads on two cores only fight over them: every fit then costs more CPU time, and the
+grid search ends later. Results do not change (joblib keeps the order; the work itself does not depend on how many
+threads run it). ``inner_max_num_threads`` sets the cap explicitly, on any backend.
+
+joblib's auto-batching is fed with what a batch really costs on the executor (measured on recent batches sent to a
+free worker): batches grow until that cost is about 5 % of their duration (at most 2 s), so sub-millisecond calls
+are grouped by the hundred, while 0.1 s fits on the local backend stay one per batch and keep both workers busy to
+the end.
+
 Backend options (``joblib.parallel_config(backend="lambdamap", ...)``): ``executor`` (default: one
 :func:`lambdamap.default_executor` per process, made on first use and shut down at exit), ``retries`` (re-runs of a
-batch whose worker was lost), ``batch_timeout`` (seconds one batch may run) and ``extra_env``.
+batch whose worker was lost), ``batch_timeout`` (seconds one batch may run), ``extra_env`` and
+``inner_max_num_threads`` (threads for joblib work nested in a batch; default as above; BLAS and OpenMP are left as
+the backend sets them, one thread per local worker).
 """
 
 from __future__ import annotations
@@ -31,11 +45,14 @@ import atexit
 import math
 import os
 import threading
+import time
+import weakref
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from joblib import register_parallel_backend
-from joblib.parallel import AutoBatchingMixin, ParallelBackendBase, SequentialBackend
+from joblib.parallel import AutoBatchingMixin, ParallelBackendBase, SequentialBackend, ThreadingBackend, cpu_count
 
 from lambdamap.core.executor import Executor
 from lambdamap.errors import ConfigError
@@ -58,21 +75,73 @@ def _default_executor() -> Executor:
         return _default
 
 
+class BatchCost:
+    """What one batch costs beyond its own work (client pickling and storing, invocation, result record, callback),
+    measured on this executor's batches sent while a worker was free (a queued batch would count its wait): the
+    minimum of the last ``WINDOW``, as another user of the executor may have kept a worker busy all the same."""
+
+    WINDOW = 16
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=self.WINDOW)
+        self._lock = threading.Lock()
+
+    def add(self, started: float, future: Any) -> None:
+        stats = getattr(future, "stats", None)
+        if stats is None or stats.result_received is None or stats.function_seconds is None:
+            return
+        with self._lock:
+            self._samples.append(max(0.0, stats.result_received - started - stats.function_seconds))
+
+    @property
+    def seconds(self) -> float | None:
+        with self._lock:
+            return min(self._samples) if self._samples else None
+
+
+_costs: weakref.WeakKeyDictionary[Executor, BatchCost] = weakref.WeakKeyDictionary()
+_costs_lock = threading.Lock()
+
+
+def _cost_of(executor: Executor) -> BatchCost:
+    with _costs_lock:
+        cost = _costs.get(executor)
+        if cost is None:
+            cost = _costs[executor] = BatchCost()
+        return cost
+
+
 def _run_batch(batch: Any) -> list[Any]:
     """The lambdamap call of one joblib batch (runs on the worker)."""
     return batch()
+
+
+class NestedThreads(ThreadingBackend):
+    """joblib's thread backend for ``Parallel`` calls nested in a batch, running at most ``max_threads`` threads
+    (``None``: as many as asked for). It travels to the worker inside the batch."""
+
+    def __init__(self, max_threads: int | None = None, nesting_level: int | None = None, **kwargs: Any) -> None:
+        super().__init__(nesting_level=nesting_level, **kwargs)
+        self.max_threads = max_threads
+
+    def effective_n_jobs(self, n_jobs: int | None) -> int:
+        n = super().effective_n_jobs(n_jobs)
+        return n if self.max_threads is None else max(1, min(n, self.max_threads))
 
 
 class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
     """joblib backend running each batch as one call on a lambdamap :class:`~lambdamap.Executor`."""
 
     supports_retrieve_callback = True
+    supports_inner_max_num_threads = True
     supports_sharedmem = False
     uses_threads = False
     default_n_jobs = -1  # like joblib's Dask backend: n_jobs=None means every worker of the executor
-    # Invocations cost milliseconds (local, Dask) to ~100 ms (Lambda): aim for batches long enough to hide that.
+    # Invocations cost milliseconds (local, Dask) to ~100 ms (Lambda): joblib's auto-batching aims for batches that
+    # last COST_FACTOR times the cost measured on this executor (these class values until a batch has been measured).
     MIN_IDEAL_BATCH_DURATION = 0.5
     MAX_IDEAL_BATCH_DURATION = 5.0
+    COST_FACTOR = 20  # the cost is at most 5 % of a batch
 
     def __init__(self, executor: Executor | None = None, *, retries: int = 0, batch_timeout: float | None = None,
                  extra_env: dict[str, str] | None = None, nesting_level: int | None = None,
@@ -91,6 +160,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         self._futures: set[Any] = set()
         self._futures_lock = threading.Lock()
         self._threads: ThreadPoolExecutor | None = None  # set by configure() for prefer="threads"
+        self._concurrency = 1  # batches that may run at once in this Parallel call (set by configure())
 
     @property
     def executor(self) -> Executor:
@@ -119,7 +189,40 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
             n = n_jobs if n_jobs is not None and n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + (n_jobs or -1))
             self._threads = ThreadPoolExecutor(max_workers=n, thread_name_prefix="lambdamap-joblib-threads")
             return n
+        self._concurrency = min(self.effective_n_jobs(n_jobs), max(1, self.executor.workers))
+        self.nested_max_threads()  # a bad inner_max_num_threads fails here, before any batch is sent
         return self.effective_n_jobs(n_jobs)
+
+    def get_nested_backend(self) -> tuple[ParallelBackendBase, int | None]:
+        nesting_level = (self.nesting_level or 0) + 1
+        if nesting_level > 1:
+            return SequentialBackend(nesting_level=nesting_level), None
+        return NestedThreads(self.nested_max_threads(), nesting_level=nesting_level), None
+
+    def nested_max_threads(self) -> int | None:
+        """Threads a batch may use for its own nested ``Parallel`` calls: the explicit ``inner_max_num_threads``,
+        else on the local backend this machine's CPUs shared among the batches running at once, else no cap
+        (a Lambda or Dask worker's CPUs are its own, and unknown here)."""
+        limit = self.inner_max_num_threads  # joblib sets it after __init__: checked here, when a Parallel starts
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigError(f"inner_max_num_threads must be an integer >= 1 or None, got {limit!r}")
+            return limit
+        if self.executor.backend == "local":
+            return max(1, cpu_count() // self._concurrency)
+        return None
+
+    def compute_batch_size(self) -> int:
+        if self._threads is not None:
+            return 1  # a thread costs microseconds per batch: like joblib's own thread backend
+        cost = _cost_of(self.executor).seconds
+        if cost is not None:
+            # A fixed target long enough for Lambda (0.5 s) groups a grid search's 0.1 s fits four to a batch on the
+            # local backend, whose batches cost a few ms: one worker then idles while the other ends the last batch.
+            # At most 2 s (joblib's own upper target): past that, bigger Lambda batches save little and straggle.
+            self.MIN_IDEAL_BATCH_DURATION = min(max(self.COST_FACTOR * cost, 0.01), 2.0)
+            self.MAX_IDEAL_BATCH_DURATION = max(10 * self.MIN_IDEAL_BATCH_DURATION, 2.0)
+        return int(super().compute_batch_size())
 
     def submit(self, func: Any, callback: Any = None) -> Any:
         if self._threads is not None:
@@ -127,10 +230,15 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
             if callback is not None:
                 local.add_done_callback(callback)
             return local
+        started, cost = time.time(), _cost_of(self.executor)
+        with self._futures_lock:
+            worker_free = len(self._futures) < self.executor.workers
         future = self.executor.call_async(_run_batch, func, **self.options)
         with self._futures_lock:
             self._futures.add(future)
         future.add_done_callback(self._forget)
+        if worker_free:
+            future.add_done_callback(lambda done: cost.add(started, done))  # before joblib's, which sizes the next
         if callback is not None:
             future.add_done_callback(callback)
         return future

@@ -129,6 +129,13 @@ def test_bad_backend_options_raise_config_error(kwargs, fragment):
             pass
 
 
+@pytest.mark.parametrize("limit", [0, 1.5, True])
+def test_bad_inner_max_num_threads_raises_config_error_when_parallel_starts(local_backend, limit):
+    with joblib.parallel_config(backend="lambdamap", executor=local_backend.executor, inner_max_num_threads=limit):
+        with pytest.raises(lambdamap.ConfigError, match="inner_max_num_threads must be an integer >= 1"):
+            Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2))
+
+
 def test_sharedmem_requirement_is_refused(local_backend):
     backend = LambdamapBackend(executor=local_backend.executor)
     with pytest.raises(ValueError, match="does not support shared memory"):
@@ -182,3 +189,100 @@ def test_work_that_asks_for_threads_runs_in_local_threads(pwex):
         RandomForestRegressor(n_estimators=20, n_jobs=2, random_state=0).fit(np.random.rand(50, 3), np.random.rand(50))
     assert {pid for pid, _ in where} == {os.getpid()}
     assert _job_count(pwex) == before  # no tree became a lambdamap call
+
+
+def nested_backend(_):
+    """Runs in a batch: the backend and thread count a nested Parallel would get there."""
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    return type(backend).__name__, getattr(backend, "max_threads", "n/a"), backend.effective_n_jobs(8)
+
+
+def test_threads_nested_in_a_batch_get_the_workers_share_of_the_cpus(pwex):
+    """Two workers each starting a forest of two threads on two cores only fight over them: on the local backend a
+    batch's nested Parallel gets cpu_count() // concurrent batches threads; elsewhere the worker's CPUs are its own."""
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        out = Parallel(n_jobs=2)(delayed(nested_backend)(i) for i in range(4))
+    share = max(1, joblib.cpu_count() // min(2, pwex.workers)) if pwex.backend == "local" else None
+    assert set(out) == {("NestedThreads", share, 8 if share is None else min(8, share))}
+
+
+def test_inner_max_num_threads_sets_the_nested_cap(pwex):
+    with joblib.parallel_config(backend="lambdamap", executor=pwex, inner_max_num_threads=3):
+        out = Parallel(n_jobs=2)(delayed(nested_backend)(i) for i in range(2))
+    assert set(out) == {("NestedThreads", 3, 3)}
+
+
+def test_capped_nested_threads_keep_results(local_backend):
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import cross_val_score
+
+    X, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    model = RandomForestClassifier(n_estimators=12, n_jobs=4, random_state=0)  # asks for 4 threads per fit
+    serial = cross_val_score(model, X, y, cv=4)
+    with joblib.parallel_config(backend="lambdamap", executor=local_backend.executor, inner_max_num_threads=1):
+        np.testing.assert_array_equal(cross_val_score(model, X, y, cv=4, n_jobs=2), serial)
+
+
+def test_batches_far_longer_than_their_cost_stay_one_call_each(local_backend):
+    """A batch on the local backend costs milliseconds: 0.25 s calls are not grouped (a fixed 0.5 s target grouped
+    them, and one worker then idled behind the other's last batch)."""
+    pwex = local_backend.executor
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(4))  # measures the cost of a batch
+        before = _job_count(pwex)
+        out = Parallel(n_jobs=2)(delayed(time.sleep)(0.25) for _ in range(8))
+    assert out == [None] * 8
+    assert _job_count(pwex) - before == 8
+
+
+def test_tiny_calls_are_batched_up(pwex):
+    before = _job_count(pwex)
+    with joblib.parallel_config(backend="lambdamap", executor=pwex):
+        assert Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(3000)) == list(range(3000))
+    assert _job_count(pwex) - before < 300  # joblib's auto-batching grouped them, from the measured cost
+
+
+class _Done:
+    def __init__(self, received: float, function_seconds: float | None) -> None:
+        from lambdamap.core.future import CallStats
+
+        self.stats = CallStats(submitted=0.0, function_start=0.0 if function_seconds is not None else None,
+                               function_end=function_seconds, result_received=received)
+
+
+def test_batch_cost_is_the_least_delayed_of_recent_batches():
+    from lambdamap.integrations.joblib import BatchCost
+
+    cost = BatchCost()
+    assert cost.seconds is None
+    cost.add(10.0, _Done(received=10.5, function_seconds=0.49))  # 10 ms beyond its work
+    cost.add(20.0, _Done(received=20.3, function_seconds=0.296))  # 4 ms
+    cost.add(30.0, _Done(received=30.2, function_seconds=None))  # no timings: ignored
+    assert cost.seconds == pytest.approx(0.004)
+    for n in range(BatchCost.WINDOW):  # older samples leave the window
+        cost.add(40.0 + n, _Done(received=40.0 + n + 0.1, function_seconds=0.09))
+    assert cost.seconds == pytest.approx(0.01)
+
+
+def test_the_batch_target_follows_the_measured_cost(local_backend, monkeypatch):
+    import types
+
+    import lambdamap.integrations.joblib as jb
+
+    cost = jb.BatchCost()
+    monkeypatch.setattr(jb, "_cost_of", lambda executor: cost)
+    backend = LambdamapBackend(executor=local_backend.executor)
+    backend.parallel = types.SimpleNamespace(verbose=0)
+    backend.compute_batch_size()
+    assert backend.MIN_IDEAL_BATCH_DURATION == LambdamapBackend.MIN_IDEAL_BATCH_DURATION  # nothing measured yet
+    cost.add(0.0, _Done(received=0.103, function_seconds=0.1))  # a local batch: 3 ms beyond its work
+    backend.compute_batch_size()
+    assert backend.MIN_IDEAL_BATCH_DURATION == pytest.approx(0.06)
+    assert backend.MAX_IDEAL_BATCH_DURATION == pytest.approx(2.0)
+    cost = jb.BatchCost()
+    cost.add(0.0, _Done(received=1.4, function_seconds=1.0))  # a slow remote batch: 0.4 s beyond its work
+    backend.compute_batch_size()
+    assert backend.MIN_IDEAL_BATCH_DURATION == 2.0  # capped: bigger batches would only straggle
