@@ -88,11 +88,16 @@ class Resources:
 
     def at_exit(self) -> None:
         """Interpreter exit: like the standard library's executors, wait for calls still running (saying so; Ctrl-C
-        cancels them), then release."""
+        cancels them), then release. A script that ends *because of* Ctrl-C (pressed while it was not waiting on
+        lambdamap) gets its calls cancelled instead: the user asked it to stop."""
         if self._released or self.foreign:
             return
         pending = [f for f in self.collector.running_futures() if not f.done()]
-        if pending:
+        if pending and _ended_by_ctrl_c():
+            from lambdamap.core.future import interrupted
+
+            interrupted(pending)
+        elif pending:
             print(f"lambdamap: waiting for {len(pending)} unfinished calls before exit (Ctrl-C cancels them)",
                   file=sys.stderr, flush=True)
             import concurrent.futures as cf
@@ -104,6 +109,14 @@ class Resources:
             except KeyboardInterrupt:
                 interrupted(pending)
         self.release()
+
+
+def _ended_by_ctrl_c() -> bool:
+    """Whether the interpreter is exiting on an uncaught KeyboardInterrupt: Python records the exception it printed
+    in ``sys.last_type``. Not in an interactive session, where it may be left over from an earlier command."""
+    last = getattr(sys, "last_type", None)
+    return (isinstance(last, type) and issubclass(last, KeyboardInterrupt) and not hasattr(sys, "ps1")
+            and not sys.flags.interactive)
 
 
 def finalizer(owner: object, resources: Resources) -> weakref.finalize:

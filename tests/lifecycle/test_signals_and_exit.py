@@ -37,6 +37,21 @@ def test_ctrl_c_cancels_the_job_and_leaves_nothing(script):
     assert s.leftovers()[1] == []
 
 
+def test_ctrl_c_outside_any_wait_cancels_at_exit_instead_of_waiting(script):
+    # The script is sleeping, not waiting on lambdamap, when Ctrl-C lands: it ends on the KeyboardInterrupt, and the
+    # exit must cancel the six 30 s calls (not wait for them, as it does when a script simply ends).
+    s = script(SLOW_MAP.replace("lambdamap.get_all_results(futures)", "time.sleep(60)"))
+    s.wait_for_line("running")
+    start = time.monotonic()
+    s.proc.send_signal(signal.SIGINT)
+    code, _, err = s.finish(timeout=10)
+    assert time.monotonic() - start < 3
+    assert code != 0 and "KeyboardInterrupt" in err
+    assert "lambdamap: cancelled 6 calls of job" in err and "waiting for" not in err
+    assert wait_gone(s.tree, 2) == []
+    assert s.leftovers()[1] == []
+
+
 def test_second_ctrl_c_during_cleanup_orphans_nothing(script):
     s = script(SLOW_MAP)
     s.wait_for_line("running")
