@@ -16,9 +16,14 @@ outcome comes back through the lambdamap future, whose done-callback is joblib's
 own loky and Dask backends. An exception raised inside a batch reaches the caller as its own type with the worker's
 traceback as ``__cause__`` (a :class:`lambdamap.RemoteTraceback`).
 
-Work that asks for threads (``Parallel(prefer="threads")``, e.g. the trees of a random forest fitted on the
-client) runs in a local thread pool instead: each tree is far cheaper than an invocation, and threads are what its
-author asked for. Only the process-style work goes to the executor.
+Work that asks for threads (``Parallel(prefer="threads")`` or ``require="sharedmem"``, e.g. the trees of a random
+forest fitted or predicting on the client) runs on the client instead: each tree is far cheaper than an invocation,
+and threads (or shared memory) are what its author asked for. Only the process-style work goes to the executor.
+Tiny thread work runs inline, in the calling thread, one batch after the other, as long as each batch takes under
+``INLINE_BATCH_SECONDS`` and the call's inline total stays under ``INLINE_TOTAL_SECONDS``; past that the rest goes
+to a thread pool. joblib waits for pooled work in 10 ms sleeps, so a forest's 0.1 ms tree predictions cost about
+12 ms per ``Parallel`` call in threads and well under 1 ms inline; at most 20 ms of work per call is run inline where
+threads might have shared it.
 
 Threads asked for *inside* a batch (the trees of each forest a grid search fits on a worker) get the worker's share
 of the CPUs: on the local backend, whose workers share this machine, ``cpu_count() // concurrent batches`` threads
@@ -48,7 +53,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from joblib import register_parallel_backend
@@ -134,7 +139,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
 
     supports_retrieve_callback = True
     supports_inner_max_num_threads = True
-    supports_sharedmem = False
+    supports_sharedmem = True  # require="sharedmem" runs on the client (inline or in threads), where memory is shared
     uses_threads = False
     default_n_jobs = -1  # like joblib's Dask backend: n_jobs=None means every worker of the executor
     # Invocations cost milliseconds (local, Dask) to ~100 ms (Lambda): joblib's auto-batching aims for batches that
@@ -142,6 +147,10 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
     MIN_IDEAL_BATCH_DURATION = 0.5
     MAX_IDEAL_BATCH_DURATION = 5.0
     COST_FACTOR = 20  # the cost is at most 5 % of a batch
+    # Thread work runs inline while each batch takes less than this and the call's inline total stays below the
+    # second: below joblib's own cost of waiting for pooled work (10 ms sleeps), threads cannot win.
+    INLINE_BATCH_SECONDS = 0.002
+    INLINE_TOTAL_SECONDS = 0.020
 
     def __init__(self, executor: Executor | None = None, *, retries: int = 0, batch_timeout: float | None = None,
                  extra_env: dict[str, str] | None = None, nesting_level: int | None = None,
@@ -159,7 +168,10 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         self.options: dict[str, Any] = {"retries": retries, "timeout": batch_timeout, "extra_env": extra_env}
         self._futures: set[Any] = set()
         self._futures_lock = threading.Lock()
-        self._threads: ThreadPoolExecutor | None = None  # set by configure() for prefer="threads"
+        self._thread_work = False  # set by configure() for prefer="threads" / require="sharedmem"
+        self._threads: ThreadPoolExecutor | None = None  # made when thread work outgrows running inline
+        self._thread_count = 1
+        self._inline = _Inline()
         self._concurrency = 1  # batches that may run at once in this Parallel call (set by configure())
 
     @property
@@ -183,11 +195,10 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def configure(self, n_jobs: int | None = 1, parallel: Any = None, prefer: Any = None, require: Any = None,
                   **backend_kwargs: Any) -> int:
-        # joblib itself refuses require="sharedmem" for this backend (supports_sharedmem = False).
         self.parallel = parallel
-        if prefer == "threads":
+        if prefer == "threads" or require == "sharedmem":
             n = n_jobs if n_jobs is not None and n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + (n_jobs or -1))
-            self._threads = ThreadPoolExecutor(max_workers=n, thread_name_prefix="lambdamap-joblib-threads")
+            self._thread_work, self._thread_count, self._inline = True, n, _Inline()
             return n
         self._concurrency = min(self.effective_n_jobs(n_jobs), max(1, self.executor.workers))
         self.nested_max_threads()  # a bad inner_max_num_threads fails here, before any batch is sent
@@ -213,7 +224,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         return None
 
     def compute_batch_size(self) -> int:
-        if self._threads is not None:
+        if self._thread_work:
             return 1  # a thread costs microseconds per batch: like joblib's own thread backend
         cost = _cost_of(self.executor).seconds
         if cost is not None:
@@ -225,11 +236,8 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         return int(super().compute_batch_size())
 
     def submit(self, func: Any, callback: Any = None) -> Any:
-        if self._threads is not None:
-            local = self._threads.submit(func)
-            if callback is not None:
-                local.add_done_callback(callback)
-            return local
+        if self._thread_work:
+            return self._submit_thread_work(func, callback)
         started, cost = time.time(), _cost_of(self.executor)
         with self._futures_lock:
             worker_free = len(self._futures) < self.executor.workers
@@ -261,11 +269,71 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         if self._threads is not None:
             self._threads.shutdown(wait=True)
             self._threads = None
+        self._thread_work = False
         self.reset_batch_stats()
+
+    # -- thread work on the client ------------------------------------------------------------------------------
+    def _submit_thread_work(self, func: Any, callback: Any) -> Any:
+        inline = self._inline
+        future: Future[Any] = Future()
+        with inline.lock:
+            queued = inline.active
+            if queued:
+                inline.queue.append((func, callback, future))
+                # One thread drains the queue; batches that joblib's callbacks submit meanwhile queue up behind it
+                # instead of recursing.
+                drain = inline.draining is None
+                if drain:
+                    inline.draining = threading.get_ident()
+        if not queued:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(max_workers=self._thread_count,
+                                                   thread_name_prefix="lambdamap-joblib-threads")
+            pooled = self._threads.submit(func)
+            if callback is not None:
+                pooled.add_done_callback(callback)
+            return pooled
+        if drain:
+            self._drain(inline)
+        return future
+
+    def _drain(self, inline: _Inline) -> None:
+        """Run queued thread batches one after the other in this thread, timing each: the first batch too long, or
+        the call's inline total too large, sends later batches to the thread pool."""
+        while True:
+            with inline.lock:
+                if not inline.queue:
+                    inline.draining = None
+                    return
+                func, callback, future = inline.queue.popleft()
+            start = time.perf_counter()
+            try:
+                future.set_result(func())
+            except BaseException as exc:  # noqa: BLE001 - joblib re-raises it from the future, in its own thread
+                future.set_exception(exc)
+            took = time.perf_counter() - start
+            with inline.lock:
+                inline.seconds += took
+                if took >= self.INLINE_BATCH_SECONDS or inline.seconds >= self.INLINE_TOTAL_SECONDS:
+                    inline.active = False
+            if callback is not None:
+                callback(future)
 
     def _forget(self, future: Any) -> None:
         with self._futures_lock:
             self._futures.discard(future)
+
+
+class _Inline:
+    """One Parallel call's thread work run inline: whether it still is, its batches waiting, the thread running
+    them, and the seconds they took."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = True
+        self.queue: deque[tuple[Any, Any, Future[Any]]] = deque()
+        self.draining: int | None = None
+        self.seconds = 0.0
 
 
 def register() -> None:

@@ -136,10 +136,65 @@ def test_bad_inner_max_num_threads_raises_config_error_when_parallel_starts(loca
             Parallel(n_jobs=2)(delayed(abs)(-i) for i in range(2))
 
 
-def test_sharedmem_requirement_is_refused(local_backend):
+def test_sharedmem_work_runs_on_the_client_and_shares_its_memory(local_backend):
+    seen: list[int] = []
     backend = LambdamapBackend(executor=local_backend.executor)
-    with pytest.raises(ValueError, match="does not support shared memory"):
-        Parallel(n_jobs=2, backend=backend, require="sharedmem")(delayed(abs)(-1) for _ in range(2))
+    before = _job_count(local_backend.executor)
+    out = Parallel(n_jobs=2, backend=backend, require="sharedmem")(delayed(seen.append)(i) for i in range(6))
+    assert out == [None] * 6 and sorted(seen) == list(range(6))  # the client's own list was appended to
+    assert _job_count(local_backend.executor) == before
+
+
+def test_tiny_thread_work_runs_inline_without_a_thread_pool(local_backend):
+    import threading
+
+    backend = LambdamapBackend(executor=local_backend.executor)
+    where = Parallel(n_jobs=2, backend=backend, prefer="threads")(
+        delayed(lambda i: (i, threading.get_ident()))(i) for i in range(50))
+    assert [i for i, _ in where] == list(range(50))
+    assert {ident for _, ident in where} == {threading.get_ident()}
+
+
+def test_thread_work_that_takes_time_moves_to_the_thread_pool(local_backend):
+    import threading
+
+    def slow(i):
+        time.sleep(0.01)  # past INLINE_BATCH_SECONDS: the first batch runs inline, the rest in the pool
+        return i, threading.get_ident()
+
+    backend = LambdamapBackend(executor=local_backend.executor)
+    where = Parallel(n_jobs=2, backend=backend, prefer="threads")(delayed(slow)(i) for i in range(8))
+    assert [i for i, _ in where] == list(range(8))
+    assert where[0][1] == threading.get_ident()
+    assert threading.get_ident() not in {ident for _, ident in where[1:]}
+
+
+def test_many_inline_batches_do_not_recurse(local_backend, monkeypatch):
+    # joblib dispatches the next batch from the completion callback of the previous one: run inline without a
+    # queue, 5,000 batches would nest 5,000 callbacks deep and raise RecursionError.
+    monkeypatch.setattr(LambdamapBackend, "INLINE_TOTAL_SECONDS", 3600.0)
+    backend = LambdamapBackend(executor=local_backend.executor)
+    assert Parallel(n_jobs=2, backend=backend, prefer="threads")(delayed(abs)(-i) for i in range(5000)) == \
+        list(range(5000))
+
+
+def test_an_error_in_inline_thread_work_reaches_the_caller(local_backend):
+    backend = LambdamapBackend(executor=local_backend.executor)
+    with pytest.raises(ValueError, match="input 7 is bad"):
+        Parallel(n_jobs=2, backend=backend, prefer="threads")(delayed(fails_on_seven)(i) for i in range(10))
+
+
+def test_forest_predictions_under_the_backend_equal_serial(local_backend):
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=30, max_depth=4, random_state=0).fit(X, y)
+    serial = forest.predict_proba(X)
+    with joblib.parallel_config(backend="lambdamap", executor=local_backend.executor, n_jobs=2):
+        np.testing.assert_array_equal(forest.predict_proba(X), serial)  # require="sharedmem" accumulation
+        refit = RandomForestClassifier(n_estimators=30, max_depth=4, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(refit.predict_proba(X), serial)
 
 
 def test_effective_n_jobs_follows_the_executor(local_backend):
