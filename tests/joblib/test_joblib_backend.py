@@ -178,6 +178,20 @@ def test_many_inline_batches_do_not_recurse(local_backend, monkeypatch):
         list(range(5000))
 
 
+def _sum_in_threads(n):
+    return sum(Parallel(n_jobs=2, prefer="threads")(delayed(abs)(-j) for j in range(n)))
+
+
+def test_inline_thread_work_streams_and_nests(local_backend):
+    with joblib.parallel_config(backend="lambdamap", executor=local_backend.executor, n_jobs=2):
+        ordered = Parallel(prefer="threads", return_as="generator")(delayed(abs)(-i) for i in range(100))
+        assert list(ordered) == list(range(100))
+        unordered = Parallel(prefer="threads", return_as="generator_unordered")(delayed(abs)(-i) for i in range(100))
+        assert sorted(unordered) == list(range(100))
+        nested = Parallel(prefer="threads")(delayed(_sum_in_threads)(i) for i in range(10))
+        assert nested == [sum(range(i)) for i in range(10)]
+
+
 def test_an_error_in_inline_thread_work_reaches_the_caller(local_backend):
     backend = LambdamapBackend(executor=local_backend.executor)
     with pytest.raises(ValueError, match="input 7 is bad"):
