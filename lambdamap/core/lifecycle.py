@@ -93,18 +93,16 @@ class Resources:
         if self._released or self.foreign:
             return
         pending = [f for f in self.collector.running_futures() if not f.done()]
-        if pending and _ended_by_ctrl_c():
-            from lambdamap.core.future import interrupted
-
-            interrupted(pending)
-        elif pending:
-            print(f"lambdamap: waiting for {len(pending)} unfinished calls before exit (Ctrl-C cancels them)",
-                  file=sys.stderr, flush=True)
+        if pending:
             import concurrent.futures as cf
 
             from lambdamap.core.future import interrupted
 
             try:
+                if _ended_by_ctrl_c():
+                    raise KeyboardInterrupt  # the Ctrl-C the script ended on: cancel as a second one would
+                print(f"lambdamap: waiting for {len(pending)} unfinished calls before exit (Ctrl-C cancels them)",
+                      file=sys.stderr, flush=True)
                 cf.wait(pending)
             except KeyboardInterrupt:
                 interrupted(pending)

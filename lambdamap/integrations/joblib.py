@@ -282,9 +282,8 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
                 inline.queue.append((func, callback, future))
                 # One thread drains the queue; batches that joblib's callbacks submit meanwhile queue up behind it
                 # instead of recursing.
-                drain = inline.draining is None
-                if drain:
-                    inline.draining = threading.get_ident()
+                drain = not inline.draining
+                inline.draining = True
         if not queued:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(max_workers=self._thread_count,
@@ -303,7 +302,7 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
         while True:
             with inline.lock:
                 if not inline.queue:
-                    inline.draining = None
+                    inline.draining = False
                     return
                 func, callback, future = inline.queue.popleft()
             start = time.perf_counter()
@@ -325,14 +324,14 @@ class LambdamapBackend(AutoBatchingMixin, ParallelBackendBase):
 
 
 class _Inline:
-    """One Parallel call's thread work run inline: whether it still is, its batches waiting, the thread running
-    them, and the seconds they took."""
+    """One Parallel call's thread work run inline: whether it still is, its batches waiting, whether a thread is
+    running them, and the seconds they took."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.active = True
         self.queue: deque[tuple[Any, Any, Future[Any]]] = deque()
-        self.draining: int | None = None
+        self.draining = False
         self.seconds = 0.0
 
 

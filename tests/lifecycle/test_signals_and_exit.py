@@ -128,3 +128,18 @@ def test_dropped_executors_release_their_workers_and_folders(script, rounds):
     assert s.leftovers()[1] == []
     assert s.proc.poll() is None
     s.proc.kill()
+
+
+def test_only_an_uncaught_ctrl_c_outside_interactive_sessions_counts_as_the_reason_for_exit(monkeypatch):
+    import sys
+
+    from lambdamap.core.lifecycle import _ended_by_ctrl_c
+
+    monkeypatch.delattr(sys, "ps1", raising=False)
+    monkeypatch.setattr(sys, "last_type", KeyboardInterrupt, raising=False)
+    assert _ended_by_ctrl_c()
+    monkeypatch.setattr(sys, "last_type", ValueError)
+    assert not _ended_by_ctrl_c()  # a script failing on another error still waits for its calls
+    monkeypatch.setattr(sys, "last_type", KeyboardInterrupt)
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+    assert not _ended_by_ctrl_c()  # a REPL or Jupyter kernel (both set sys.ps1) keeps an old interrupt around
