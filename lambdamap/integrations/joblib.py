@@ -21,8 +21,8 @@ forest fitted or predicting on the client) runs on the client instead: each tree
 and threads (or shared memory) are what its author asked for. Only the process-style work goes to the executor.
 Tiny thread work runs inline, in the calling thread, one batch after the other, as long as each batch takes under
 ``INLINE_BATCH_SECONDS`` and the call's inline total stays under ``INLINE_TOTAL_SECONDS``; past that the rest goes
-to a thread pool. joblib waits for pooled work in 10 ms sleeps, so a forest's 0.1 ms tree predictions cost about
-12 ms per ``Parallel`` call in threads and well under 1 ms inline; at most 20 ms of work per call is run inline where
+to a thread pool. joblib waits for pooled work in 10 ms sleeps, so a ``Parallel`` call of ten microsecond tasks
+took 12.4 ms in threads and 0.69 ms inline (medians of 50); at most 20 ms of work per call is run inline where
 threads might have shared it.
 
 Threads asked for *inside* a batch (the trees of each forest a grid search fits on a worker) get the worker's share
